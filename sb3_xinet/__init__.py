@@ -1,0 +1,23 @@
+"""sb3-xinet: SAC + OFENet whose units are Bernoulli-gated and physically removed while it learns."""
+
+import os
+
+from sb3_xinet.cost import cost_penalty, count_parameters, unit_costs
+from sb3_xinet.gates import BernoulliGate, score_function_loss
+from sb3_xinet.nets import GatedDenseNet, GatedLayer, GatedMLP
+from sb3_xinet.ofenet import OFENet
+
+with open(os.path.join(os.path.dirname(__file__), "version.txt")) as file_handler:
+    __version__ = file_handler.read().strip()
+
+__all__ = [
+    "BernoulliGate",
+    "GatedDenseNet",
+    "GatedLayer",
+    "GatedMLP",
+    "OFENet",
+    "cost_penalty",
+    "count_parameters",
+    "score_function_loss",
+    "unit_costs",
+]

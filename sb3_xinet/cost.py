@@ -1,0 +1,52 @@
+"""The cost-aware regularizer: each unit pays, per unit of ``c``, the parameters it keeps alive.
+
+``P(theta)`` is the expected parameter count of the gated networks, a multilinear polynomial in the thetas
+(each block writes its own part: ``expected_params`` in :mod:`sb3_xinet.nets` and :mod:`sb3_xinet.ofenet`).
+Its derivative ``dP/dtheta_j`` is the number of parameters unit j keeps alive given the other units (its
+row, BatchNorm entries, and its columns in every consumer), so the many per-layer regularization weights
+``mu_l`` of the reconstruction ``R = sum_j theta_j mu_l`` are all set by one knob: ``mu_j = c * dP/dtheta_j``
+(up to the normalisation below). They follow the network as it shrinks.
+
+Normalisation, so that one ``c`` serves across environments and network sizes: the penalty is
+
+    c * sg(|L|) * P(theta) / P0
+
+with ``L`` the task loss of the current batch (``sg``: no gradient) and ``P0`` the parameter count of the
+unpruned network. A unit is then worth keeping when removing it would raise the task loss by more than
+``c`` times its share of the parameters, in relative terms: ``dL / L > c * dP / P0``. Rescaling the loss
+(e.g. the observation units of another environment) or the network leaves the pruning decisions unchanged.
+"""
+
+import math
+from collections.abc import Iterable
+
+import torch as th
+from torch import nn
+
+
+def check_cost_weight(cost_weight: object) -> float:
+    """Validate the user-facing cost weight ``c``: a finite, non-negative number."""
+    if isinstance(cost_weight, bool) or not isinstance(cost_weight, int | float):
+        raise ValueError(f"cost_weight must be a non-negative number, got {cost_weight!r}")
+    if not math.isfinite(cost_weight) or cost_weight < 0:
+        raise ValueError(f"cost_weight must be a finite, non-negative number, got {cost_weight!r}")
+    return float(cost_weight)
+
+
+def cost_penalty(cost_weight: float, expected_params: th.Tensor, initial_params: float, task_loss: th.Tensor) -> th.Tensor:
+    """``c * sg(|L|) * P(theta) / P0``: add it to the task loss whose gates it regularizes."""
+    if initial_params <= 0:
+        raise ValueError(f"initial_params must be positive, got {initial_params}")
+    return cost_weight * task_loss.detach().abs() * expected_params / initial_params
+
+
+def unit_costs(expected_params: th.Tensor, thetas: list[nn.Parameter]) -> list[th.Tensor]:
+    """``dP/dtheta`` for every gate vector: the parameters each unit keeps alive (exact at theta in {0,1})."""
+    return list(th.autograd.grad(expected_params, thetas, retain_graph=True))
+
+
+def count_parameters(modules: Iterable[nn.Module]) -> int:
+    """Parameters as P counts them: every weight, bias and BatchNorm affine entry, but no theta."""
+    return sum(
+        param.numel() for module in modules for name, param in module.named_parameters() if not name.endswith("gate.theta")
+    )

@@ -1,0 +1,98 @@
+"""Bernoulli unit gates ``xi ~ Bernoulli(theta)`` with learned ``theta`` in [0, 1].
+
+Every gated unit's output is multiplied by ``xi``. ``theta`` is the variable itself (no sigmoid), so it can
+reach exactly 0, and it is kept in [0, 1] by a projection after each optimizer step (projected stochastic
+gradient, as in the predecessor papers). Two estimators of ``d E[L] / d theta`` are offered:
+
+- ``"straight_through"`` (default): the derivative at the sampled point, ``z = h * (xi + theta - sg(theta))``.
+  Cheap and low variance, but biased.
+- ``"reinforce"``: the score-function estimator with a leave-one-out baseline. Unbiased, higher variance,
+  and it needs the per-sample task loss (see :func:`score_function_loss`).
+
+Sampling is per sample and per unit (like dropout). In deterministic mode the gate scales by its mean,
+``z = theta * h``: the dropout-style inference rule, continuous in theta, equal to thresholding once theta
+has converged to {0, 1} (see docs/design.md).
+"""
+
+from typing import Literal
+
+import torch as th
+from torch import nn
+
+GateEstimator = Literal["straight_through", "reinforce"]
+ESTIMATORS: tuple[str, ...] = ("straight_through", "reinforce")
+
+
+class BernoulliGate(nn.Module):
+    """A vector of ``n_units`` Bernoulli gates, ``theta`` initialised at 1 (the full network).
+
+    :param n_units: number of gated units
+    :param estimator: gradient estimator for theta, ``"straight_through"`` or ``"reinforce"``
+    """
+
+    def __init__(self, n_units: int, estimator: GateEstimator = "straight_through") -> None:
+        super().__init__()
+        if estimator not in ESTIMATORS:
+            raise ValueError(f"Unknown gate estimator {estimator!r}, expected one of {ESTIMATORS}")
+        self.estimator = estimator
+        self.theta = nn.Parameter(th.ones(n_units))
+        # log-probability of the last stochastic sample (batch,), used by the REINFORCE estimator only
+        self.last_log_prob: th.Tensor | None = None
+
+    @property
+    def n_units(self) -> int:
+        return self.theta.shape[0]
+
+    def forward(self, h: th.Tensor, stochastic: bool) -> th.Tensor:
+        """Gate the activations ``h`` of shape (batch, n_units).
+
+        :param stochastic: sample ``xi`` (training passes) or scale by ``theta`` (deterministic passes)
+        """
+        theta = self.theta
+        if not stochastic:
+            self.last_log_prob = None
+            return h * theta
+        xi = th.bernoulli(theta.detach().expand_as(h))
+        if self.estimator == "straight_through":
+            self.last_log_prob = None
+            return h * (xi + theta - theta.detach())
+        self.last_log_prob = bernoulli_log_prob(xi, theta)
+        return h * xi
+
+    @th.no_grad()
+    def project_(self) -> None:
+        """Project theta back onto [0, 1]; call after every optimizer step."""
+        self.theta.clamp_(0.0, 1.0)
+
+
+def bernoulli_log_prob(xi: th.Tensor, theta: th.Tensor) -> th.Tensor:
+    """Per-sample log-probability ``sum_j log p(xi_j | theta_j)`` of a (batch, n) sample.
+
+    theta is clamped away from {0, 1} inside the logs so that the branch not taken never produces
+    ``0 * inf = nan`` gradients; the clamp does not change the value of the branch taken, because at theta
+    in {0, 1} only the certain outcome can be sampled.
+    """
+    tiny = th.finfo(theta.dtype).tiny
+    log_on = th.log(theta.clamp(min=tiny))
+    log_off = th.log1p(-theta.clamp(max=1.0 - th.finfo(theta.dtype).eps))
+    return th.where(xi > 0, log_on, log_off).sum(dim=-1)
+
+
+def score_function_loss(log_prob: th.Tensor, per_sample_loss: th.Tensor) -> th.Tensor:
+    """Surrogate whose gradient w.r.t. theta is the REINFORCE estimate of ``d E[L] / d theta``.
+
+    Uses a leave-one-out baseline (the mean loss of the other samples in the batch), which keeps the
+    estimator unbiased while removing most of its variance. The value of the surrogate is meaningless; only
+    its gradient is. Add it to the task loss.
+
+    :param log_prob: (batch,) summed log-probability of every gate's sample for each batch element
+    :param per_sample_loss: (batch,) task loss of each batch element
+    """
+    if per_sample_loss.shape != log_prob.shape:
+        raise ValueError(f"per_sample_loss has shape {tuple(per_sample_loss.shape)}, expected {tuple(log_prob.shape)}")
+    n = per_sample_loss.shape[0]
+    if n < 2:
+        raise ValueError("The REINFORCE estimator needs a batch of at least 2 samples for its baseline")
+    loss = per_sample_loss.detach()
+    baseline = (loss.sum() - loss) / (n - 1)
+    return ((loss - baseline) * log_prob).mean()

@@ -1,0 +1,318 @@
+"""Gated building blocks that can physically remove their own units.
+
+- :class:`GatedLayer`: ``z = xi * act(BN(W x + b))`` with one Bernoulli gate per unit.
+- :class:`GatedDenseNet`: a DenseNet branch, each layer's output concatenated to its input. The concat order
+  is ``[x, h_1, ..., h_K]`` (MERL's OFENet writes ``[h_K, ..., h_1, x]``, a mere permutation of columns): the
+  input then keeps its column positions in the output, so a removed unit is one column index everywhere
+  downstream, and a layer that lost every unit passes its input through and is deleted.
+- :class:`GatedMLP`: a plain stack (the actor's and critics' hidden layers). A layer there cannot be deleted
+  without changing the function (there is no identity path), so an MLP layer keeps at least one unit.
+
+Every block also writes its expected parameter count as a polynomial in the thetas
+(:meth:`expected_params`), which is what the cost-aware regularizer charges.
+
+Removal is exact: the network after ``remove_units`` computes what it computed before with those units'
+``xi`` forced to 0 (BatchNorm channels are independent, so batch statistics agree too). The optimizers passed
+to a removal lose the same entries of their per-parameter state (:mod:`sb3_xinet.surgery`).
+"""
+
+from collections.abc import Iterable, Sequence
+
+import torch as th
+import torch.nn.functional as F
+from torch import nn
+
+from sb3_xinet.gates import BernoulliGate, GateEstimator
+from sb3_xinet.surgery import keep_index, slice_batch_norm_, slice_linear_, slice_parameter_
+
+Optimizers = Iterable[th.optim.Optimizer]
+
+# Keras BatchNormalization defaults used by OFENet: momentum 0.99 (PyTorch momentum = 1 - 0.99), eps 1e-3
+BN_MOMENTUM = 0.01
+BN_EPS = 1e-3
+
+
+def check_units(units: Sequence[int], what: str, allow_empty: bool) -> list[int]:
+    """Validate a list of layer widths: positive integers (and at least one layer unless ``allow_empty``)."""
+    widths = list(units)
+    if not allow_empty and not widths:
+        raise ValueError(f"{what} needs at least one layer, got {widths}")
+    for width in widths:
+        if isinstance(width, bool) or not isinstance(width, int) or width < 1:
+            raise ValueError(f"{what}: every layer needs a positive integer number of units, got {widths}")
+    return widths
+
+
+def remove_input_columns(consumer: nn.Module, columns: Sequence[int], optimizers: Optimizers = ()) -> None:
+    """Remove input columns of a consumer: a ``nn.Linear`` or any block with ``remove_input_columns``."""
+    if isinstance(consumer, nn.Linear):
+        slice_linear_(consumer, columns=keep_index(consumer.in_features, columns, consumer.weight.device), optimizers=optimizers)
+    else:
+        consumer.remove_input_columns(columns, optimizers)
+
+
+class GatedLayer(nn.Module):
+    """One layer of units ``z_j = xi_j * act(BN(W_j x + b_j))``.
+
+    :param in_features: input width
+    :param n_units: number of units
+    :param activation_fn: activation class
+    :param batch_norm: BatchNorm on the pre-activations (Keras defaults, as in OFENet)
+    :param gated: multiply each unit by a Bernoulli gate (False gives the dense baseline)
+    :param estimator: gradient estimator of the gates
+    """
+
+    def __init__(
+        self,
+        in_features: int,
+        n_units: int,
+        activation_fn: type[nn.Module] = nn.SiLU,
+        batch_norm: bool = True,
+        gated: bool = True,
+        estimator: GateEstimator = "straight_through",
+    ) -> None:
+        super().__init__()
+        self.linear = nn.Linear(in_features, n_units)
+        self.bn = nn.BatchNorm1d(n_units, momentum=BN_MOMENTUM, eps=BN_EPS) if batch_norm else None
+        self.activation = activation_fn()
+        self.gate = BernoulliGate(n_units, estimator) if gated else None
+
+    @property
+    def n_units(self) -> int:
+        return self.linear.out_features
+
+    @property
+    def in_features(self) -> int:
+        return self.linear.in_features
+
+    def forward(self, x: th.Tensor, stochastic: bool = False, batch_stats: bool = False) -> th.Tensor:
+        """:param stochastic: sample the gates (else scale by theta)
+        :param batch_stats: BatchNorm normalises with (and updates) batch statistics, else uses running ones
+        """
+        h = self.linear(x)
+        if self.bn is not None:
+            h = F.batch_norm(
+                h,
+                self.bn.running_mean,
+                self.bn.running_var,
+                self.bn.weight,
+                self.bn.bias,
+                training=batch_stats,
+                momentum=self.bn.momentum,
+                eps=self.bn.eps,
+            )
+        h = self.activation(h)
+        return h if self.gate is None else self.gate(h, stochastic)
+
+    def expected_params(self, expected_in: th.Tensor) -> tuple[th.Tensor, th.Tensor]:
+        """(expected weights + biases + BN affine parameters, expected number of active units)."""
+        width = self.gate.theta.sum() if self.gate is not None else th.as_tensor(float(self.n_units))
+        per_unit = expected_in + 1 + (2 if self.bn is not None else 0)
+        return per_unit * width, width
+
+    def remove_units(self, units: Sequence[int], optimizers: Optimizers = ()) -> None:
+        """Remove output units (weight rows, bias, BN entries, theta); consumers are the caller's business."""
+        keep = keep_index(self.n_units, units, self.linear.weight.device)
+        slice_linear_(self.linear, rows=keep, optimizers=optimizers)
+        if self.bn is not None:
+            slice_batch_norm_(self.bn, keep, optimizers)
+        if self.gate is not None:
+            slice_parameter_(self.gate.theta, 0, keep, optimizers)
+
+    def remove_input_columns(self, columns: Sequence[int], optimizers: Optimizers = ()) -> None:
+        remove_input_columns(self.linear, columns, optimizers)
+
+
+class GatedBlock(nn.Module):
+    """Shared parts of the gated blocks: the layer list and the gate bookkeeping."""
+
+    layers: nn.ModuleList
+
+    @property
+    def units(self) -> list[int]:
+        """Current number of units of each existing layer."""
+        return [layer.n_units for layer in self.layers]
+
+    def gates(self) -> list[BernoulliGate]:
+        return [layer.gate for layer in self.layers if layer.gate is not None]
+
+    def log_prob(self) -> th.Tensor:
+        """Summed log-probability of the last stochastic sample of every REINFORCE gate, per batch element."""
+        log_probs = [gate.last_log_prob for gate in self.gates() if gate.last_log_prob is not None]
+        if not log_probs:
+            raise RuntimeError("No REINFORCE gate has been sampled: run a stochastic forward pass first")
+        return th.stack(log_probs).sum(dim=0)
+
+    def project_(self) -> None:
+        """Project every theta onto [0, 1]."""
+        for gate in self.gates():
+            gate.project_()
+
+    def units_at_or_below(self, threshold: float) -> dict[int, list[int]]:
+        """Units whose theta is at or below ``threshold``, per layer id."""
+        found = {}
+        for layer_id, layer in zip(self.layer_ids, self.layers, strict=True):
+            if layer.gate is not None:
+                units = th.nonzero(layer.gate.theta.detach() <= threshold).flatten().tolist()
+                if units:
+                    found[layer_id] = units
+        return found
+
+    def _position(self, layer_id: int) -> int:
+        if layer_id not in self.layer_ids:
+            raise ValueError(f"No layer with id {layer_id}; existing layer ids: {self.layer_ids}")
+        return self.layer_ids.index(layer_id)
+
+
+class GatedDenseNet(GatedBlock):
+    """A DenseNet branch: layer k reads ``[x, h_1, ..., h_{k-1}]``; the output is ``[x, h_1, ..., h_K]``.
+
+    :param in_features: width of the branch input
+    :param units: units of each layer
+    :param layer_ids: stable ids of the layers (their index in the unpruned branch); only given when
+        rebuilding a pruned branch, which may then have no layer left
+    """
+
+    def __init__(
+        self,
+        in_features: int,
+        units: Sequence[int],
+        layer_ids: Sequence[int] | None = None,
+        activation_fn: type[nn.Module] = nn.SiLU,
+        batch_norm: bool = True,
+        gated: bool = True,
+        estimator: GateEstimator = "straight_through",
+    ) -> None:
+        super().__init__()
+        widths = check_units(units, "GatedDenseNet", allow_empty=layer_ids is not None)
+        self.layer_ids = list(range(len(widths))) if layer_ids is None else [int(i) for i in layer_ids]
+        if len(self.layer_ids) != len(widths) or len(set(self.layer_ids)) != len(widths):
+            raise ValueError(f"layer_ids {self.layer_ids} must be distinct, one per layer of {widths}")
+        self.in_features = in_features
+        self.layers = nn.ModuleList()
+        width = in_features
+        for n_units in widths:
+            self.layers.append(GatedLayer(width, n_units, activation_fn, batch_norm, gated, estimator))
+            width += n_units
+
+    @property
+    def out_features(self) -> int:
+        return self.in_features + sum(self.units)
+
+    def forward(self, x: th.Tensor, stochastic: bool = False, batch_stats: bool = False) -> th.Tensor:
+        for layer in self.layers:
+            x = th.cat([x, layer(x, stochastic, batch_stats)], dim=1)
+        return x
+
+    def expected_params(self, expected_in: th.Tensor) -> tuple[th.Tensor, th.Tensor]:
+        """(expected parameter count, expected output width) given the expected input width."""
+        total = th.zeros(())
+        width = expected_in
+        for layer in self.layers:
+            params, units = layer.expected_params(width)
+            total = total + params
+            width = width + units
+        return total, width
+
+    def remove_units(self, layer_id: int, units: Sequence[int], optimizers: Optimizers = ()) -> list[int]:
+        """Remove units of one layer; return the removed columns of the branch output.
+
+        Later layers lose the matching input columns; a layer left with no units is deleted.
+        """
+        position = self._position(layer_id)
+        layer = self.layers[position]
+        keep_index(layer.n_units, units, layer.linear.weight.device)  # validate before touching anything
+        offset = self.in_features + sum(self.units[:position])
+        columns = sorted(offset + int(unit) for unit in units)
+        layer.remove_units(units, optimizers)
+        for later in self.layers[position + 1 :]:
+            later.remove_input_columns(columns, optimizers)
+        if layer.n_units == 0:
+            del self.layers[position]
+            del self.layer_ids[position]
+        return columns
+
+    def remove_input_columns(self, columns: Sequence[int], optimizers: Optimizers = ()) -> None:
+        """Remove input columns; they are the same columns of the branch output."""
+        keep_index(self.in_features, columns, th.device("cpu"))  # validate
+        for layer in self.layers:
+            layer.remove_input_columns(columns, optimizers)
+        self.in_features -= len(columns)
+
+
+class GatedMLP(GatedBlock):
+    """A stack of gated layers (no concatenation); the output is the last layer's units.
+
+    Every layer keeps at least one unit: unlike a DenseNet layer, an empty MLP layer would make the
+    network's output constant, and its deletion would change the function.
+
+    :param in_features: input width
+    :param units: units of each hidden layer (may be empty: the block then passes its input through)
+    """
+
+    def __init__(
+        self,
+        in_features: int,
+        units: Sequence[int],
+        activation_fn: type[nn.Module] = nn.ReLU,
+        batch_norm: bool = False,
+        gated: bool = True,
+        estimator: GateEstimator = "straight_through",
+    ) -> None:
+        super().__init__()
+        widths = check_units(units, "GatedMLP", allow_empty=True)
+        self.in_features = in_features
+        self.layers = nn.ModuleList()
+        width = in_features
+        for n_units in widths:
+            self.layers.append(GatedLayer(width, n_units, activation_fn, batch_norm, gated, estimator))
+            width = n_units
+
+    @property
+    def layer_ids(self) -> list[int]:
+        return list(range(len(self.layers)))
+
+    @property
+    def out_features(self) -> int:
+        return self.layers[-1].n_units if len(self.layers) else self.in_features
+
+    def forward(self, x: th.Tensor, stochastic: bool = False, batch_stats: bool = False) -> th.Tensor:
+        for layer in self.layers:
+            x = layer(x, stochastic, batch_stats)
+        return x
+
+    def expected_params(self, expected_in: th.Tensor) -> tuple[th.Tensor, th.Tensor]:
+        total = th.zeros(())
+        width = expected_in
+        for layer in self.layers:
+            params, width = layer.expected_params(width)
+            total = total + params
+        return total, width
+
+    def remove_units(self, layer_id: int, units: Sequence[int], optimizers: Optimizers = ()) -> list[int]:
+        """Remove units of one layer; return the removed output columns (non-empty only for the last layer)."""
+        position = self._position(layer_id)
+        layer = self.layers[position]
+        keep_index(layer.n_units, units, layer.linear.weight.device)
+        if len(units) >= layer.n_units:
+            raise ValueError(f"Layer {layer_id} of a GatedMLP must keep at least one of its {layer.n_units} units")
+        layer.remove_units(units, optimizers)
+        if position + 1 < len(self.layers):
+            self.layers[position + 1].remove_input_columns(units, optimizers)
+            return []
+        return sorted(int(unit) for unit in units)
+
+    def remove_input_columns(self, columns: Sequence[int], optimizers: Optimizers = ()) -> None:
+        if not len(self.layers):
+            raise ValueError("A GatedMLP without layers passes its input through; prune its consumer instead")
+        self.layers[0].remove_input_columns(columns, optimizers)
+        self.in_features -= len(columns)
+
+    def units_at_or_below(self, threshold: float) -> dict[int, list[int]]:
+        """Like :meth:`GatedBlock.units_at_or_below`, but a layer always keeps its unit with the largest theta."""
+        found = super().units_at_or_below(threshold)
+        for layer_id, units in found.items():
+            layer = self.layers[layer_id]
+            if len(units) == layer.n_units:
+                units.remove(int(th.argmax(layer.gate.theta.detach())))
+        return {layer_id: units for layer_id, units in found.items() if units}

@@ -1,0 +1,236 @@
+"""OFENet (Ota et al., ICML 2020) with every hidden unit gated, able to remove its own units.
+
+- state branch ``phi_s(s)``: DenseNet layers on the observation, output ``[s, h_1, ..., h_K]``;
+- state-action branch ``phi_sa(s, a)``: DenseNet layers on ``[phi_s(s), a]``, output
+  ``[phi_s(s), a, g_1, ..., g_K]``;
+- aux head: a linear layer from ``phi_sa`` to the next observation (its first ``target_dim`` entries);
+  OFENet is trained by this aux loss only.
+
+Two modes, chosen per call and never by ``nn.Module.train()`` (SB3's ``set_training_mode`` toggles that flag
+for the whole policy): the aux pass samples the gates and normalises with batch statistics (updating the
+running ones); every RL pass (:meth:`phi_s`, :meth:`phi_sa`) uses the running statistics and the gates' means,
+and leaves all state untouched. Because the concat order keeps ``phi_s`` at the front of ``phi_sa``, a removed
+state unit is one column index in ``phi_s``, in ``phi_sa`` and in every consumer of either.
+"""
+
+from collections.abc import Sequence
+from typing import Any, Literal
+from weakref import ReferenceType, ref
+
+import torch as th
+import torch.nn.functional as F
+from gymnasium import spaces
+from torch import nn
+
+from sb3_xinet.gates import GateEstimator
+from sb3_xinet.nets import GatedDenseNet, Optimizers, check_units, remove_input_columns
+from sb3_xinet.surgery import keep_index, slice_linear_
+
+Branch = Literal["state", "state_action"]
+BRANCHES: tuple[Branch, ...] = ("state", "state_action")
+
+
+def check_box_space(space: spaces.Space, what: str) -> int:
+    """Return the dimension of a 1-D Box space, or raise a ValueError naming what is unsupported."""
+    if not isinstance(space, spaces.Box):
+        raise ValueError(f"OFENet needs a 1-D Box {what} space, got {space}")
+    if len(space.shape) != 1:
+        raise ValueError(f"OFENet needs a 1-D Box {what} space, got shape {space.shape}")
+    return int(space.shape[0])
+
+
+class OFENet(nn.Module):
+    """Online Feature Extractor Network with Bernoulli-gated, removable units.
+
+    :param obs_dim: observation dimension
+    :param action_dim: action dimension
+    :param state_units: units of each state-branch layer (default 6 x 40, the OFENet Hopper config)
+    :param state_action_units: units of each state-action-branch layer
+    :param target_dim: predict the first ``target_dim`` entries of the next observation (default: all)
+    :param state_layer_ids: ids of the existing state layers, only when rebuilding a pruned OFENet
+    :param state_action_layer_ids: same for the state-action branch
+    :param batch_norm: BatchNorm on every layer (as OFENet)
+    :param gated: gate the units (False gives the dense OFENet baseline)
+    :param estimator: gradient estimator of the gates
+    """
+
+    def __init__(
+        self,
+        obs_dim: int,
+        action_dim: int,
+        state_units: Sequence[int] = (40,) * 6,
+        state_action_units: Sequence[int] = (40,) * 6,
+        target_dim: int | None = None,
+        state_layer_ids: Sequence[int] | None = None,
+        state_action_layer_ids: Sequence[int] | None = None,
+        batch_norm: bool = True,
+        gated: bool = True,
+        estimator: GateEstimator = "straight_through",
+    ) -> None:
+        super().__init__()
+        for name, dim in (("obs_dim", obs_dim), ("action_dim", action_dim)):
+            if isinstance(dim, bool) or not isinstance(dim, int) or dim < 1:
+                raise ValueError(f"OFENet: {name} must be a positive integer, got {dim!r}")
+        target_dim = obs_dim if target_dim is None else target_dim
+        if isinstance(target_dim, bool) or not isinstance(target_dim, int) or not 1 <= target_dim <= obs_dim:
+            raise ValueError(f"OFENet: target_dim must be an integer in [1, {obs_dim}], got {target_dim!r}")
+        check_units(state_units, "OFENet state_units", allow_empty=state_layer_ids is not None)
+        check_units(state_action_units, "OFENet state_action_units", allow_empty=state_action_layer_ids is not None)
+        self.obs_dim = obs_dim
+        self.action_dim = action_dim
+        self.target_dim = target_dim
+        block_kwargs: dict[str, Any] = dict(activation_fn=nn.SiLU, batch_norm=batch_norm, gated=gated, estimator=estimator)
+        self.state = GatedDenseNet(obs_dim, state_units, state_layer_ids, **block_kwargs)
+        self.state_action = GatedDenseNet(self.state.out_features + action_dim, state_action_units, state_action_layer_ids, **block_kwargs)
+        self.head = nn.Linear(self.state_action.out_features, target_dim)
+        self._consumers: dict[str, list[ReferenceType[nn.Module]]] = {branch: [] for branch in BRANCHES}
+        self._init_weights()
+
+    @classmethod
+    def from_spaces(cls, observation_space: spaces.Space, action_space: spaces.Space, **kwargs: Any) -> "OFENet":
+        """Build from Gymnasium spaces; only 1-D Box observation and action spaces are supported."""
+        return cls(check_box_space(observation_space, "observation"), check_box_space(action_space, "action"), **kwargs)
+
+    def _init_weights(self) -> None:
+        # Keras Dense defaults, as in the original OFENet: glorot-uniform kernels, zero biases
+        for module in self.modules():
+            if isinstance(module, nn.Linear):
+                nn.init.xavier_uniform_(module.weight)
+                nn.init.zeros_(module.bias)
+
+    @property
+    def state_features_dim(self) -> int:
+        """Width of ``phi_s``."""
+        return self.state.out_features
+
+    @property
+    def state_action_features_dim(self) -> int:
+        """Width of ``phi_sa``."""
+        return self.state_action.out_features
+
+    def architecture(self) -> dict[str, Any]:
+        """Keyword arguments that rebuild the current (possibly pruned) shapes."""
+        return dict(
+            state_units=self.state.units,
+            state_action_units=self.state_action.units,
+            state_layer_ids=list(self.state.layer_ids),
+            state_action_layer_ids=list(self.state_action.layer_ids),
+        )
+
+    def _check_input(self, name: str, tensor: th.Tensor, width: int) -> None:
+        if tensor.dim() != 2 or tensor.shape[1] != width:
+            raise ValueError(f"OFENet expects {name} of shape (batch, {width}), got {tuple(tensor.shape)}")
+
+    def phi_s(self, obs: th.Tensor, stochastic: bool = False, batch_stats: bool = False) -> th.Tensor:
+        """State features. Defaults are the RL-pass mode: mean gates, running BatchNorm statistics."""
+        self._check_input("observations", obs, self.obs_dim)
+        return self.state(obs, stochastic, batch_stats)
+
+    def phi_sa(self, obs: th.Tensor, actions: th.Tensor, stochastic: bool = False, batch_stats: bool = False) -> th.Tensor:
+        """State-action features; stays differentiable w.r.t. ``actions`` (the SAC actor loss needs it)."""
+        self._check_input("actions", actions, self.action_dim)
+        z_s = self.phi_s(obs, stochastic, batch_stats)
+        return self.state_action(th.cat([z_s, actions], dim=1), stochastic, batch_stats)
+
+    def predict_next(self, obs: th.Tensor, actions: th.Tensor) -> th.Tensor:
+        """Aux pass: sampled gates and batch statistics (which updates the running statistics)."""
+        return self.head(self.phi_sa(obs, actions, stochastic=True, batch_stats=True))
+
+    def aux_loss(
+        self, obs: th.Tensor, actions: th.Tensor, next_obs: th.Tensor, reduction: Literal["mean", "none"] = "mean"
+    ) -> th.Tensor:
+        """Mean squared error of the next-observation prediction (``reduction="none"``: one value per sample)."""
+        target = next_obs[:, : self.target_dim]
+        errors = F.mse_loss(self.predict_next(obs, actions), target, reduction="none").mean(dim=1)
+        return errors.mean() if reduction == "mean" else errors
+
+    def blocks(self) -> dict[Branch, GatedDenseNet]:
+        return {"state": self.state, "state_action": self.state_action}
+
+    def gate_parameters(self) -> list[nn.Parameter]:
+        """The thetas of every gate."""
+        return [gate.theta for block in self.blocks().values() for gate in block.gates()]
+
+    def weight_parameters(self) -> list[nn.Parameter]:
+        """Every parameter except the thetas."""
+        thetas = {id(theta) for theta in self.gate_parameters()}
+        return [param for param in self.parameters() if id(param) not in thetas]
+
+    def log_prob(self) -> th.Tensor:
+        """Per-sample log-probability of the last aux pass' gate samples (REINFORCE estimator)."""
+        return self.state.log_prob() + self.state_action.log_prob()
+
+    def project_(self) -> None:
+        """Project every theta onto [0, 1]; call after each optimizer step."""
+        for block in self.blocks().values():
+            block.project_()
+
+    def expected_params(self) -> tuple[th.Tensor, th.Tensor, th.Tensor]:
+        """``(P_ofenet, E[width of phi_s], E[width of phi_sa])`` as polynomials in the thetas.
+
+        P counts every weight, bias and BatchNorm affine parameter of both branches and the aux head; the
+        expected widths let the networks that read ``phi_s`` / ``phi_sa`` add their own cost.
+        """
+        p_state, width_s = self.state.expected_params(th.as_tensor(float(self.obs_dim)))
+        p_state_action, width_sa = self.state_action.expected_params(width_s + self.action_dim)
+        p_head = (width_sa + 1) * self.target_dim
+        return p_state + p_state_action + p_head, width_s, width_sa
+
+    def register_consumer(self, feature: Branch, consumer: nn.Module) -> None:
+        """Register a module that reads ``phi_s`` (``feature="state"``) or ``phi_sa`` (``"state_action"``).
+
+        Its input columns are removed together with the units behind them. A consumer is an ``nn.Linear``
+        (or anything with ``remove_input_columns``) whose input is that feature vector, e.g. the first layer
+        of the actor, of each critic and of each target critic. OFENet keeps only a weak reference, so it does
+        not own the consumer; copies and pickles of OFENet carry no consumers.
+        """
+        if feature not in BRANCHES:
+            raise ValueError(f"Unknown OFENet feature {feature!r}, expected one of {BRANCHES}")
+        width = self.state_features_dim if feature == "state" else self.state_action_features_dim
+        in_features = consumer.in_features
+        if in_features != width:
+            raise ValueError(f"A consumer of {feature} features must read {width} inputs, it reads {in_features}")
+        self._consumers[feature].append(ref(consumer))
+
+    def consumers(self, feature: Branch) -> list[nn.Module]:
+        """The live registered consumers of a feature."""
+        alive = [consumer() for consumer in self._consumers[feature]]
+        return [consumer for consumer in alive if consumer is not None]
+
+    def remove_units(self, branch: Branch, layer_id: int, units: Sequence[int], optimizers: Optimizers = ()) -> None:
+        """Remove units of one layer and the matching input columns of every consumer.
+
+        State units feed the later state layers, every state-action layer, the aux head and every consumer of
+        ``phi_s`` and ``phi_sa``; state-action units feed the later state-action layers, the head and the
+        consumers of ``phi_sa``. The optimizers lose the same entries of their state.
+        """
+        if branch not in BRANCHES:
+            raise ValueError(f"Unknown OFENet branch {branch!r}, expected one of {BRANCHES}")
+        columns = self.blocks()[branch].remove_units(layer_id, units, optimizers)
+        if branch == "state":
+            self.state_action.remove_input_columns(columns, optimizers)
+            for consumer in self.consumers("state"):
+                remove_input_columns(consumer, columns, optimizers)
+        slice_linear_(self.head, columns=keep_index(self.head.in_features, columns, self.head.weight.device), optimizers=optimizers)
+        for consumer in self.consumers("state_action"):
+            remove_input_columns(consumer, columns, optimizers)
+
+    def prune(self, threshold: float, optimizers: Optimizers = ()) -> dict[Branch, dict[int, list[int]]]:
+        """Remove every unit whose theta is at or below ``threshold``; return what was removed.
+
+        The returned indices are the units' positions within their layer before this call.
+        """
+        removed: dict[Branch, dict[int, list[int]]] = {}
+        for branch, block in self.blocks().items():
+            found = block.units_at_or_below(threshold)
+            for layer_id, units in found.items():
+                self.remove_units(branch, layer_id, units, optimizers)
+            if found:
+                removed[branch] = found
+        return removed
+
+    def __getstate__(self) -> dict[str, Any]:
+        # weak references cannot be pickled, and a copy must not prune the original's consumers
+        state = super().__getstate__()
+        state["_consumers"] = {branch: [] for branch in BRANCHES}
+        return state
