@@ -46,7 +46,9 @@ def check_units(units: Sequence[int], what: str, allow_empty: bool) -> list[int]
 def remove_input_columns(consumer: nn.Module, columns: Sequence[int], optimizers: Optimizers = ()) -> None:
     """Remove input columns of a consumer: a ``nn.Linear`` or any block with ``remove_input_columns``."""
     if isinstance(consumer, nn.Linear):
-        slice_linear_(consumer, columns=keep_index(consumer.in_features, columns, consumer.weight.device), optimizers=optimizers)
+        slice_linear_(
+            consumer, columns=keep_index(consumer.in_features, columns, consumer.weight.device), optimizers=optimizers
+        )
     else:
         consumer.remove_input_columns(columns, optimizers)
 

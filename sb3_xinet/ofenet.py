@@ -24,7 +24,6 @@ from torch import nn
 
 from sb3_xinet.gates import GateEstimator
 from sb3_xinet.nets import GatedDenseNet, Optimizers, check_units, remove_input_columns
-from sb3_xinet.surgery import keep_index, slice_linear_
 
 Branch = Literal["state", "state_action"]
 BRANCHES: tuple[Branch, ...] = ("state", "state_action")
@@ -81,7 +80,9 @@ class OFENet(nn.Module):
         self.target_dim = target_dim
         block_kwargs: dict[str, Any] = dict(activation_fn=nn.SiLU, batch_norm=batch_norm, gated=gated, estimator=estimator)
         self.state = GatedDenseNet(obs_dim, state_units, state_layer_ids, **block_kwargs)
-        self.state_action = GatedDenseNet(self.state.out_features + action_dim, state_action_units, state_action_layer_ids, **block_kwargs)
+        self.state_action = GatedDenseNet(
+            self.state.out_features + action_dim, state_action_units, state_action_layer_ids, **block_kwargs
+        )
         self.head = nn.Linear(self.state_action.out_features, target_dim)
         self._consumers: dict[str, list[ReferenceType[nn.Module]]] = {branch: [] for branch in BRANCHES}
         self._init_weights()
@@ -211,7 +212,7 @@ class OFENet(nn.Module):
             self.state_action.remove_input_columns(columns, optimizers)
             for consumer in self.consumers("state"):
                 remove_input_columns(consumer, columns, optimizers)
-        slice_linear_(self.head, columns=keep_index(self.head.in_features, columns, self.head.weight.device), optimizers=optimizers)
+        remove_input_columns(self.head, columns, optimizers)
         for consumer in self.consumers("state_action"):
             remove_input_columns(consumer, columns, optimizers)
 
