@@ -2,7 +2,7 @@
 
 import os
 
-from sb3_xinet.cost import cost_penalty, count_parameters, unit_costs
+from sb3_xinet.cost import LossScale, cost_penalty, count_parameters, unit_costs
 from sb3_xinet.gates import BernoulliGate, score_function_loss
 from sb3_xinet.nets import GatedDenseNet, GatedLayer, GatedMLP
 from sb3_xinet.ofenet import OFENet
@@ -15,6 +15,7 @@ __all__ = [
     "GatedDenseNet",
     "GatedLayer",
     "GatedMLP",
+    "LossScale",
     "OFENet",
     "cost_penalty",
     "count_parameters",

@@ -9,12 +9,17 @@ row, BatchNorm entries, and its columns in every consumer), so the many per-laye
 
 Normalisation, so that one ``c`` serves across environments and network sizes: the penalty is
 
-    c * sg(|L|) * P(theta) / P0
+    c * L_ref * P(theta) / P0
 
-with ``L`` the task loss of the current batch (``sg``: no gradient) and ``P0`` the parameter count of the
-unpruned network. A unit is then worth keeping when removing it would raise the task loss by more than
-``c`` times its share of the parameters, in relative terms: ``dL / L > c * dP / P0``. Rescaling the loss
-(e.g. the observation units of another environment) or the network leaves the pruning decisions unchanged.
+with ``P0`` the parameter count of the unpruned network and ``L_ref`` the task loss's typical magnitude,
+measured with all units on (its mean over the warm-up before pruning starts, :class:`LossScale`). A unit is
+then worth keeping when removing it would raise the task loss by more than ``c`` times its share of the
+parameters, in relative terms: ``dL / L_ref > c * dP / P0``. Rescaling the loss (e.g. the observation units
+of another environment) or the network leaves the pruning decisions unchanged.
+
+``L_ref`` is held fixed while pruning, not taken from the current batch: the current loss includes the loss
+that the sampled gates themselves cause, so a penalty proportional to it grows as units are dropped, a
+positive feedback that collapsed even useful units in our toy problem (tests/test_gates.py).
 """
 
 import math
@@ -33,11 +38,32 @@ def check_cost_weight(cost_weight: object) -> float:
     return float(cost_weight)
 
 
-def cost_penalty(cost_weight: float, expected_params: th.Tensor, initial_params: float, task_loss: th.Tensor) -> th.Tensor:
-    """``c * sg(|L|) * P(theta) / P0``: add it to the task loss whose gates it regularizes."""
+def cost_penalty(cost_weight: float, expected_params: th.Tensor, initial_params: float, loss_scale: float) -> th.Tensor:
+    """``c * L_ref * P(theta) / P0``: add it to the task loss whose gates it regularizes."""
     if initial_params <= 0:
         raise ValueError(f"initial_params must be positive, got {initial_params}")
-    return cost_weight * task_loss.detach().abs() * expected_params / initial_params
+    return (cost_weight * abs(loss_scale) / initial_params) * expected_params
+
+
+class LossScale:
+    """Mean of a task loss (the ``L_ref`` of the penalty): the plain mean of the first ``window`` updates,
+    then an exponential moving average with time constant ``window``.
+
+    Update it during the warm-up (all units on), then stop updating while pruning. Plain floats only, so
+    it saves with the model.
+    """
+
+    def __init__(self, window: int = 1000) -> None:
+        if window < 1:
+            raise ValueError(f"window must be a positive integer, got {window}")
+        self.window = window
+        self.value = 0.0
+        self.count = 0
+
+    def update(self, loss: float) -> None:
+        self.count += 1
+        rate = 1.0 / min(self.count, self.window)
+        self.value += rate * (float(loss) - self.value)
 
 
 def unit_costs(expected_params: th.Tensor, thetas: list[nn.Parameter]) -> list[th.Tensor]:

@@ -21,7 +21,7 @@ def step(system: System, optimizer: th.optim.Optimizer, obs, actions, next_obs, 
     """One aux + downstream step with the cost penalty, gates sampled."""
     prediction, action_out, q_value = system.outputs(obs, actions, stochastic=True, batch_stats=batch_stats)
     task = ((prediction - next_obs[:, : system.ofenet.target_dim]) ** 2).mean() + action_out.pow(2).mean() + q_value.mean()
-    loss = task + cost_penalty(1.0, system.expected_params(), p0, task)
+    loss = task + cost_penalty(1.0, system.expected_params(), p0, loss_scale=0.5)
     optimizer.zero_grad()
     loss.backward()
     optimizer.step()

@@ -1,0 +1,156 @@
+"""Bernoulli gates: projection, estimators, and pruning of useless units on a supervised toy problem."""
+
+import pytest
+import torch as th
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from torch import nn
+
+from sb3_xinet.cost import LossScale, check_cost_weight, cost_penalty
+from sb3_xinet.gates import BernoulliGate, bernoulli_log_prob, score_function_loss
+from sb3_xinet.nets import GatedLayer
+
+N_SIGNAL, N_NOISE = 4, 4
+
+
+def train_toy(estimator: str, cost_weight: float, loss_factor: float = 1.0, steps: int = 1400, warmup: int = 600) -> th.Tensor:
+    """Fit ``y = sum_j w_j tanh(x_j)`` (j < 4) + noise with 8 gated units, unit j reading input j only.
+
+    Units 0-3 carry the signal; units 4-7 read inputs the target does not depend on. The penalty starts
+    after a warm-up that also measures the loss scale. Returns the final thetas.
+    """
+    th.manual_seed(0)
+    layer = GatedLayer(8, 8, activation_fn=nn.Tanh, batch_norm=False, estimator=estimator)
+    with th.no_grad():
+        layer.linear.weight.copy_(th.eye(8))
+        layer.linear.bias.zero_()
+    layer.linear.requires_grad_(False)
+    teacher = th.tensor([1.0, -1.0, 1.5, -1.5])
+    head = nn.Linear(8, 1)
+    optimizer = th.optim.Adam([{"params": head.parameters(), "lr": 1e-2}, {"params": [layer.gate.theta], "lr": 1e-2}])
+
+    def expected_params() -> th.Tensor:
+        params, width = layer.expected_params(th.tensor(8.0))
+        return params + (width + 1) * head.out_features
+
+    p0 = expected_params().item()
+    scale = LossScale(window=100)
+    for step in range(steps):
+        x = th.randn(256, 8)
+        y = th.tanh(x[:, :N_SIGNAL]) @ teacher + 0.1 * th.randn(256)
+        per_sample = loss_factor * (head(layer(x, stochastic=True)).squeeze(1) - y) ** 2
+        task = per_sample.mean()
+        loss = task
+        if step < warmup:
+            scale.update(task.item())
+        else:
+            loss = loss + cost_penalty(cost_weight, expected_params(), p0, scale.value)
+        if estimator == "reinforce":
+            loss = loss + score_function_loss(layer.gate.last_log_prob, per_sample)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        layer.gate.project_()
+        assert 0.0 <= layer.gate.theta.min() and layer.gate.theta.max() <= 1.0
+    return layer.gate.theta.detach()
+
+
+@pytest.mark.parametrize("estimator, steps", [("straight_through", 1400), ("reinforce", 2000)])
+def test_useless_units_reach_zero_and_signal_units_stay(estimator, steps):
+    """REINFORCE is unbiased but noisier, so it gets more steps for the same c."""
+    theta = train_toy(estimator, cost_weight=5.0, steps=steps)
+    assert th.all(theta[N_SIGNAL:] == 0.0), theta
+    assert th.all(theta[:N_SIGNAL] > 0.95), theta
+
+
+def test_without_cost_no_unit_reaches_zero():
+    theta = train_toy("straight_through", cost_weight=0.0)
+    assert th.all(theta > 0.3), theta
+
+
+def test_cost_weight_is_invariant_to_the_loss_scale():
+    """The same c prunes the same way when the task loss is 100x larger (another environment's units)."""
+    th.testing.assert_close(train_toy("straight_through", 5.0, loss_factor=100.0), train_toy("straight_through", 5.0))
+
+
+def test_theta_starts_at_one_and_mean_mode_scales_by_theta():
+    gate = BernoulliGate(3)
+    assert th.equal(gate.theta.detach(), th.ones(3))
+    with th.no_grad():
+        gate.theta.copy_(th.tensor([0.0, 0.5, 1.0]))
+    h = th.randn(5, 3)
+    th.testing.assert_close(gate(h, stochastic=False), h * gate.theta.detach())
+    sampled = gate(h, stochastic=True)
+    assert th.all(sampled[:, 0] == 0.0) and th.equal(sampled[:, 2], h[:, 2])
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.lists(st.floats(-1e3, 1e3), min_size=3, max_size=3), st.floats(1e-3, 10.0))
+def test_projection_keeps_theta_in_unit_interval(gradient, lr):
+    gate = BernoulliGate(3)
+    optimizer = th.optim.SGD(gate.parameters(), lr=lr)
+    for _ in range(3):
+        gate.theta.grad = th.tensor(gradient)
+        optimizer.step()
+        gate.project_()
+        assert th.all(gate.theta >= 0.0) and th.all(gate.theta <= 1.0)
+
+
+def test_straight_through_gradient_is_derivative_at_sample():
+    gate = BernoulliGate(4)
+    with th.no_grad():
+        gate.theta.fill_(0.5)
+    th.manual_seed(1)
+    h = th.randn(64, 4)
+    out = gate(h, stochastic=True)
+    out.sum().backward()
+    th.testing.assert_close(gate.theta.grad, h.sum(dim=0))
+
+
+def test_reinforce_estimator_is_unbiased():
+    """Average REINFORCE estimates of dE[f]/dtheta against the exact gradient of a multilinear f."""
+    theta = th.tensor([0.3, 0.6, 0.9], requires_grad=True)
+    weights = th.tensor([1.0, -2.0, 0.5])
+
+    def f(xi: th.Tensor) -> th.Tensor:  # E[f] = w . theta + 3 theta_0 theta_1
+        return xi @ weights + 3.0 * xi[:, 0] * xi[:, 1]
+
+    exact = weights + th.tensor([3.0 * 0.6, 3.0 * 0.3, 0.0])
+    th.manual_seed(0)
+    xi = th.bernoulli(theta.detach().expand(200_000, 3))
+    score_function_loss(bernoulli_log_prob(xi, theta), f(xi)).backward()
+    th.testing.assert_close(theta.grad, exact, atol=0.05, rtol=0.0)
+
+
+def test_log_prob_is_finite_with_gradients_at_the_boundary():
+    theta = th.tensor([0.0, 1.0, 0.5], requires_grad=True)
+    xi = th.tensor([[0.0, 1.0, 1.0]])
+    log_prob = bernoulli_log_prob(xi, theta)
+    log_prob.sum().backward()
+    assert th.isfinite(log_prob).all() and th.isfinite(theta.grad).all()
+
+
+def test_bad_gate_input_is_rejected():
+    with pytest.raises(ValueError, match="estimator"):
+        BernoulliGate(3, estimator="gumbel")
+    with pytest.raises(ValueError, match="at least 2"):
+        score_function_loss(th.zeros(1), th.zeros(1))
+    with pytest.raises(ValueError, match="shape"):
+        score_function_loss(th.zeros(4), th.zeros(3))
+
+
+@pytest.mark.parametrize("bad", [-1.0, float("nan"), float("inf"), "1.0", None, True])
+def test_bad_cost_weight_is_rejected(bad):
+    with pytest.raises(ValueError, match="cost_weight"):
+        check_cost_weight(bad)
+
+
+def test_loss_scale_is_a_mean_then_a_moving_average():
+    scale = LossScale(window=2)
+    for loss in (1.0, 3.0):
+        scale.update(loss)
+    assert scale.value == pytest.approx(2.0)
+    scale.update(4.0)
+    assert scale.value == pytest.approx(3.0)
+    with pytest.raises(ValueError, match="window"):
+        LossScale(window=0)
