@@ -49,13 +49,18 @@ class BernoulliGate(nn.Module):
         :param stochastic: sample ``xi`` (training passes) or scale by ``theta`` (deterministic passes)
         """
         theta = self.theta
+        self.last_log_prob = None
+        # Units at theta = 1 have xi = 1 for sure. When every unit is there and no gradient w.r.t. theta is
+        # wanted (XiNetSAC freezes the thetas until pruning starts), the gate is the identity: no sample (as
+        # costly as a Linear layer of the same width on CPU), no product. The check reads theta on the host.
+        if not (theta.requires_grad and th.is_grad_enabled()) and bool((theta.detach() >= 1).all()):
+            return h
         if not stochastic:
-            self.last_log_prob = None
             return h * theta
-        xi = th.bernoulli(theta.detach().expand_as(h))
         if self.estimator == "straight_through":
-            self.last_log_prob = None
-            return h * (xi + theta - theta.detach())
+            xi = (th.rand_like(h) < theta.detach()).to(h.dtype)
+            return h * (xi + (theta - theta.detach()))
+        xi = (th.rand_like(h) < theta.detach()).to(h.dtype)
         self.last_log_prob = bernoulli_log_prob(xi, theta)
         return h * xi
 

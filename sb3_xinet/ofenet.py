@@ -129,8 +129,13 @@ class OFENet(nn.Module):
 
     def phi_sa(self, obs: th.Tensor, actions: th.Tensor, stochastic: bool = False, batch_stats: bool = False) -> th.Tensor:
         """State-action features; stays differentiable w.r.t. ``actions`` (the SAC actor loss needs it)."""
+        return self.phi_sa_from_state(self.phi_s(obs, stochastic, batch_stats), actions, stochastic, batch_stats)
+
+    def phi_sa_from_state(
+        self, z_s: th.Tensor, actions: th.Tensor, stochastic: bool = False, batch_stats: bool = False
+    ) -> th.Tensor:
+        """State-action features from already computed state features ``z_s = phi_s(obs)`` (same mode)."""
         self._check_input("actions", actions, self.action_dim)
-        z_s = self.phi_s(obs, stochastic, batch_stats)
         return self.state_action(th.cat([z_s, actions], dim=1), stochastic, batch_stats)
 
     def predict_next(self, obs: th.Tensor, actions: th.Tensor) -> th.Tensor:

@@ -1,0 +1,246 @@
+"""Train and evaluate SB3 SAC, dense OFENet-SAC, XiNetSAC and small-from-scratch OFENet-SAC side by side.
+
+Every run is one (env, algo, seed) at a budget of ``--steps`` env steps. During training it is evaluated every
+``--eval-freq`` steps with the deterministic policy (``--eval-episodes`` episodes) and one row is appended to
+``<out>/curves/<env>_<algo>_<seed>.csv``: return, parameters (OFENet + actor + critics), units alive per layer, env steps per
+second since the previous evaluation (evaluation excluded). The final evaluation (``--final-episodes``
+episodes) appends one row to ``<out>/runs.csv``. Both files are written as soon as each row is known.
+
+Resumable: a finished run (a row in runs.csv) is skipped; an unfinished one restarts from its last checkpoint
+(model and replay buffer, saved at every evaluation under ``<out>/checkpoints/``, not committed), and
+continues with ``reset_num_timesteps=False``; curve rows past the checkpoint are dropped first.
+Runs go to ``--workers`` processes, each limited to ``--threads`` torch threads.
+
+    python benchmarks/compare.py --envs Hopper-v5 --algos xinet dense --seeds 0 --steps 100000 \\
+        --out benchmarks/results/hopper_100k
+
+``small`` (OFENet-SAC built at smaller widths, gates and pruning off) takes its widths from ``--small-widths``:
+``"ofenet_units,actor_units,critic_units"`` per layer, e.g. ``"12,64,64"`` (6 OFENet layers per branch, 2 hidden
+layers in the heads).
+"""
+
+import argparse
+import csv
+import json
+import multiprocessing
+import os
+import platform
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import Any
+
+RUN_FIELDS = [
+    "env",
+    "algo",
+    "seed",
+    "steps",
+    "cost_weight",
+    "return_mean",
+    "return_std",
+    "params",
+    "initial_params",
+    "params_fraction",
+    "steps_per_s",
+    "wall_s",
+    "machine",
+]
+CURVE_FIELDS = ["env", "algo", "seed", "step", "return_mean", "return_std", "params", "steps_per_s", "units"]
+
+
+def algo_kwargs(algo: str, args: argparse.Namespace) -> tuple[str, dict[str, Any]]:
+    """(class name, keyword arguments) of one configuration; all but SB3's SAC share XiNetSAC's code path."""
+    common: dict[str, Any] = dict(learning_starts=args.learning_starts)
+    if algo == "sac":
+        return "SAC", common
+    xinet = dict(common, ofenet_pretrain_steps=args.ofenet_pretrain_steps)
+    if algo == "xinet":
+        return "XiNetSAC", dict(xinet, cost_weight=args.cost_weight)
+    if algo == "dense":
+        return "XiNetSAC", dict(xinet, cost_weight=0.0, policy_kwargs=dict(gates="none"))
+    if algo == "small":
+        ofenet_units, actor_units, critic_units = (int(width) for width in args.small_widths.split(","))
+        policy_kwargs = dict(
+            gates="none",
+            ofenet_kwargs=dict(state_units=[ofenet_units] * 6, state_action_units=[ofenet_units] * 6),
+            net_arch=dict(pi=[actor_units] * 2, qf=[critic_units] * 2),
+        )
+        return "XiNetSAC", dict(xinet, cost_weight=0.0, policy_kwargs=policy_kwargs)
+    raise ValueError(f"Unknown algo {algo!r}: expected sac, dense, xinet or small")
+
+
+def network_size(model: Any) -> tuple[int, dict[str, list[int]]]:
+    """(parameters of the trained networks, units alive per gated block); SB3 SAC counts actor + critic."""
+    if hasattr(model, "pruning_summary"):
+        summary = model.pruning_summary()
+        units: dict[str, list[int]] = {}
+        for network in summary.networks:
+            for layer in network.layers:
+                units.setdefault(layer.block, []).append(layer.units)
+        return summary.params, units
+    params = sum(p.numel() for net in (model.actor, model.critic) for p in net.parameters())
+    return params, {}
+
+
+def append_row(path: Path, fields: list[str], row: dict[str, Any]) -> None:
+    new = not path.exists()
+    with path.open("a", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=fields)
+        if new:
+            writer.writeheader()
+        writer.writerow(row)
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def read_rows(path: Path) -> list[dict[str, str]]:
+    if not path.exists():
+        return []
+    with path.open(newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def run_id(env: str, algo: str, seed: int) -> str:
+    return f"{env}_{algo}_{seed}"
+
+
+def train_one(env_id: str, algo: str, seed: int, args: argparse.Namespace) -> str:
+    """Train (or resume) one run; append its curve rows and final row."""
+    import gymnasium as gym
+    import torch as th
+    from stable_baselines3 import SAC
+    from stable_baselines3.common.callbacks import BaseCallback
+    from stable_baselines3.common.evaluation import evaluate_policy
+    from stable_baselines3.common.monitor import Monitor
+
+    from sb3_xinet import XiNetSAC
+
+    th.set_num_threads(args.threads)
+    out = Path(args.out)
+    checkpoint = out / "checkpoints" / run_id(env_id, algo, seed)
+    curve = out / "curves" / f"{run_id(env_id, algo, seed)}.csv"
+    curve.parent.mkdir(parents=True, exist_ok=True)
+    class_name, kwargs = algo_kwargs(algo, args)
+    algo_class = SAC if class_name == "SAC" else XiNetSAC
+    eval_env = Monitor(gym.make(env_id))
+    eval_env.reset(seed=10_000 + seed)
+
+    if (checkpoint / "model.zip").exists():
+        model = algo_class.load(checkpoint / "model.zip", env=gym.make(env_id), device="cpu")
+        model.load_replay_buffer(checkpoint / "replay_buffer.pkl")
+        done = model.num_timesteps
+        keep = [row for row in read_rows(curve) if int(row["step"]) <= done]
+        curve.unlink(missing_ok=True)
+        for row in keep:
+            append_row(curve, CURVE_FIELDS, row)
+        wall = float(json.loads((checkpoint / "state.json").read_text())["wall_s"])
+    else:
+        model = algo_class("MlpPolicy", env_id, seed=seed, device="cpu", **kwargs)
+        done, wall = 0, 0.0
+
+    class Evaluate(BaseCallback):
+        """Evaluate, append a curve row and checkpoint every ``eval_freq`` steps (training time only counted)."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.last_step, self.last_time, self.wall = done, time.perf_counter(), wall
+
+        def _on_step(self) -> bool:
+            if self.num_timesteps - self.last_step >= args.eval_freq:
+                self.evaluate(args.eval_episodes)
+            return True
+
+        def evaluate(self, episodes: int) -> dict[str, Any]:
+            elapsed = time.perf_counter() - self.last_time
+            self.wall += elapsed
+            new_steps = self.num_timesteps - self.last_step
+            steps_per_s = round(new_steps / elapsed, 2) if new_steps else ""
+            returns, _ = evaluate_policy(self.model, eval_env, n_eval_episodes=episodes, return_episode_rewards=True)
+            params, units = network_size(self.model)
+            row = dict(
+                env=env_id,
+                algo=algo,
+                seed=seed,
+                step=self.num_timesteps,
+                return_mean=float(sum(returns) / len(returns)),
+                return_std=float(th.tensor(returns, dtype=th.float64).std(unbiased=False)),
+                params=params,
+                steps_per_s=steps_per_s,
+                units=json.dumps(units),
+            )
+            append_row(curve, CURVE_FIELDS, row)
+            checkpoint.mkdir(parents=True, exist_ok=True)
+            self.model.save(checkpoint / "model.zip")
+            self.model.save_replay_buffer(checkpoint / "replay_buffer.pkl")
+            (checkpoint / "state.json").write_text(json.dumps({"wall_s": self.wall}))
+            self.last_step, self.last_time = self.num_timesteps, time.perf_counter()
+            return row
+
+    callback = Evaluate()
+    remaining = args.steps - done
+    if remaining > 0:
+        model.learn(remaining, callback=callback, reset_num_timesteps=done == 0)
+    final = callback.evaluate(args.final_episodes)
+    params, _ = network_size(model)
+    initial = sum(model.initial_params.values()) if hasattr(model, "initial_params") else params
+    append_row(
+        out / "runs.csv",
+        RUN_FIELDS,
+        dict(
+            env=env_id,
+            algo=algo,
+            seed=seed,
+            steps=args.steps,
+            cost_weight=kwargs.get("cost_weight", ""),
+            return_mean=final["return_mean"],
+            return_std=final["return_std"],
+            params=params,
+            initial_params=initial,
+            params_fraction=round(params / initial, 4),
+            steps_per_s=round(model.num_timesteps / callback.wall, 2),
+            wall_s=round(callback.wall, 1),
+            machine=f"{platform.machine()} {os.cpu_count()} cores, {args.threads} torch thread(s)/run",
+        ),
+    )
+    return f"{run_id(env_id, algo, seed)}: return {final['return_mean']:.1f}, {params:,} parameters"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--envs", nargs="+", default=["Hopper-v5"])
+    parser.add_argument("--algos", nargs="+", default=["sac", "dense", "xinet"], choices=["sac", "dense", "xinet", "small"])
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--steps", type=int, default=100_000)
+    parser.add_argument("--learning-starts", type=int, default=10_000)
+    parser.add_argument("--ofenet-pretrain-steps", type=int, default=10_000)
+    parser.add_argument("--cost-weight", type=float, default=1.0)
+    parser.add_argument("--small-widths", default="12,64,64")
+    parser.add_argument("--eval-freq", type=int, default=10_000)
+    parser.add_argument("--eval-episodes", type=int, default=5)
+    parser.add_argument("--final-episodes", type=int, default=10)
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--out", default="benchmarks/results/compare")
+    args = parser.parse_args()
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    finished = {(row["env"], row["algo"], row["seed"]) for row in read_rows(out / "runs.csv")}
+    todo = [
+        (env, algo, seed)
+        for seed in args.seeds
+        for env in args.envs
+        for algo in args.algos
+        if (env, algo, str(seed)) not in finished
+    ]
+    print(f"{len(todo)} runs to do, {len(finished)} finished in {out}")
+    if not todo:
+        return
+    # one fresh process per run (spawn): MuJoCo and torch thread settings do not leak between runs
+    with ProcessPoolExecutor(args.workers, mp_context=multiprocessing.get_context("spawn"), max_tasks_per_child=1) as pool:
+        for message in pool.map(train_one, *zip(*todo, strict=True), [args] * len(todo)):
+            print(message, flush=True)
+
+
+if __name__ == "__main__":
+    main()

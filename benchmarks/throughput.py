@@ -1,0 +1,135 @@
+"""Env steps per second, training included, of SB3 SAC, dense OFENet-SAC and XiNetSAC, side by side on Hopper-v5.
+
+Variants (all with SB3's defaults: batch 256, one gradient step per env step, one torch thread):
+
+- ``sac``: SB3's SAC (actor and critics 256-256 on the raw observation);
+- ``dense``: OFENet-SAC, XiNetSAC's code path with gates and pruning off (``gates="none"``, ``cost_weight=0``);
+- ``xinet_warmup``: XiNetSAC before pruning starts (gates on, thetas frozen at 1);
+- ``xinet_pruning``: XiNetSAC with the regularizer on and every unit still there (thetas learning, gates sampled);
+- ``xinet_pruned``: XiNetSAC after pruning, still training with the regularizer on. Either a real pruned model
+  (``--pruned DIR`` with the ``model.zip`` and ``replay_buffer.pkl`` that ``benchmarks/compare.py`` checkpoints),
+  or, without it, the full model with units removed by hand: ``--keep`` of the units of every layer.
+
+Each variant first fills its replay buffer with ``--warmup`` random steps (and pre-trains OFENet briefly); then
+the variants run ``--chunk`` steps each, in turn, for ``--rounds`` rounds. We report the median steps/s over
+rounds and its ratio to ``dense``; interleaving makes the ratios robust to the drift of a shared machine.
+
+    python benchmarks/throughput.py --rounds 7 --chunk 300 --out benchmarks/results/throughput
+"""
+
+import argparse
+import csv
+import os
+import platform
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import torch as th
+from stable_baselines3 import SAC
+
+from sb3_xinet import XiNetSAC
+
+ENV = "Hopper-v5"
+
+
+def remove_by_hand(model: XiNetSAC, keep: float) -> None:
+    """Drive the thetas of all but ``keep`` of the units of every layer to 0, then prune them."""
+    with th.no_grad():
+        for block in model.policy.gated_blocks().values():
+            for gate in block.gates():
+                gate.theta[max(1, round(keep * gate.n_units)) :] = 0.0
+    model.prune()
+
+
+def build(variant: str, args: argparse.Namespace) -> Any:
+    common: dict[str, Any] = dict(learning_starts=args.warmup, seed=0, device="cpu", verbose=0)
+    xinet = dict(common, ofenet_pretrain_steps=args.pretrain)
+    if variant == "sac":
+        return SAC("MlpPolicy", ENV, **common)
+    if variant == "dense":
+        return XiNetSAC("MlpPolicy", ENV, cost_weight=0.0, policy_kwargs=dict(gates="none"), **xinet)
+    if variant == "xinet_warmup":
+        return XiNetSAC("MlpPolicy", ENV, pruning_start=10**9, **xinet)
+    if variant == "xinet_pruning":
+        return XiNetSAC("MlpPolicy", ENV, pruning_start=0, **xinet)
+    if variant == "xinet_pruned" and args.pruned:
+        model = XiNetSAC.load(Path(args.pruned) / "model.zip", env=gym.make(ENV), device="cpu")
+        model.load_replay_buffer(Path(args.pruned) / "replay_buffer.pkl")
+        model.pruning_start = 0
+        return model
+    if variant == "xinet_pruned":
+        model = XiNetSAC("MlpPolicy", ENV, pruning_start=0, **xinet)
+        remove_by_hand(model, args.keep)
+        return model
+    raise ValueError(f"Unknown variant {variant!r}")
+
+
+def parameters(model: Any) -> int:
+    if isinstance(model, XiNetSAC):
+        return model.pruning_summary().params
+    return sum(p.numel() for net in (model.actor, model.critic) for p in net.parameters())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--variants", nargs="+", default=["sac", "dense", "xinet_warmup", "xinet_pruning", "xinet_pruned"])
+    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--chunk", type=int, default=300)
+    parser.add_argument("--warmup", type=int, default=1000)
+    parser.add_argument("--pretrain", type=int, default=200)
+    parser.add_argument("--pruned", default=None, help="checkpoint directory of a pruned XiNetSAC run")
+    parser.add_argument("--keep", type=float, default=0.2)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--out", default="benchmarks/results/throughput")
+    args = parser.parse_args()
+    th.set_num_threads(args.threads)
+
+    models = {variant: build(variant, args) for variant in args.variants}
+    for model in models.values():  # random warm-up, OFENet pre-training and a first update, untimed
+        model.learn(args.warmup + 10)
+    speeds: dict[str, list[float]] = {variant: [] for variant in models}
+    for _ in range(args.rounds):
+        for variant, model in models.items():
+            start = time.perf_counter()
+            model.learn(args.chunk, reset_num_timesteps=False)
+            speeds[variant].append(args.chunk / (time.perf_counter() - start))
+
+    machine = f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, {args.threads} torch thread(s)"
+    base = statistics.median(speeds["dense"]) if "dense" in speeds else None
+    rows = []
+    for variant, values in speeds.items():
+        median = statistics.median(values)
+        rows.append(
+            dict(
+                variant=variant,
+                params=parameters(models[variant]),
+                steps_per_s=round(median, 1),
+                vs_dense=round(median / base, 2) if base else "",
+                rounds=len(values),
+                chunk=args.chunk,
+                machine=machine,
+            )
+        )
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with out.with_suffix(".csv").open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    lines = [
+        f"Env steps/s on {ENV}, training included "
+        f"(median of {args.rounds} interleaved rounds of {args.chunk} steps; {machine})",
+        "",
+        "| variant | parameters | steps/s | vs dense OFENet-SAC |",
+        "|---|---:|---:|---:|",
+        *(f"| {r['variant']} | {r['params']:,} | {r['steps_per_s']} | {r['vs_dense']} |" for r in rows),
+    ]
+    out.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()

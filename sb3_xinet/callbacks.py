@@ -1,0 +1,103 @@
+"""The pruning callback: the regularizer's schedule, the removal of dead units, and their logging."""
+
+from typing import TYPE_CHECKING
+
+from stable_baselines3.common.callbacks import BaseCallback
+
+from sb3_xinet.summary import PruningSummary
+
+if TYPE_CHECKING:
+    from sb3_xinet.xinet_sac import XiNetSAC
+
+
+class XiNetPruningCallback(BaseCallback):
+    """Switches the cost-aware regularizer on at ``pruning_start`` and removes, every ``prune_freq`` env steps,
+    the units whose theta reached the threshold (from each network, its target copy and its optimizer state).
+
+    :meth:`XiNetSAC.learn` attaches one with the model's settings; pass a configured instance as ``callback``
+    to override them. Logged through SB3's logger (every ``log_interval`` episodes, like SAC's keys):
+    ``xinet/params`` and ``xinet/params_initial`` (OFENet + actor + critics), ``xinet/params_fraction``,
+    ``xinet/params/<network>`` and ``xinet/params_initial/<network>``, ``xinet/units/<block>/<layer>``,
+    ``xinet/units_removed``, ``xinet/cost_active``; the cost term (``xinet/cost_term``) and the aux loss
+    (``train/aux_loss``) are logged by the training step.
+
+    :param pruning_start: env step at which the regularizer and pruning start (None: the model's)
+    :param prune_freq: env steps between two removals (None: the model's)
+    :param verbose: 1 prints every removal
+    """
+
+    model: "XiNetSAC"
+
+    def __init__(self, pruning_start: int | None = None, prune_freq: int | None = None, verbose: int = 0) -> None:
+        super().__init__(verbose)
+        for name, value, minimum in (("pruning_start", pruning_start, 0), ("prune_freq", prune_freq, 1)):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < minimum):
+                raise ValueError(f"{name} must be None or an integer >= {minimum}, got {value!r}")
+        self._pruning_start = pruning_start
+        self._prune_freq = prune_freq
+        self._last_prune = 0
+        self._summary: PruningSummary | None = None
+
+    @property
+    def pruning_start(self) -> int:
+        return self.model.pruning_start if self._pruning_start is None else self._pruning_start
+
+    @property
+    def prune_freq(self) -> int:
+        return self.model.prune_freq if self._prune_freq is None else self._prune_freq
+
+    def _init_callback(self) -> None:
+        if not hasattr(self.model, "pruning_summary"):
+            raise TypeError(f"XiNetPruningCallback works with XiNetSAC, not {type(self.model).__name__}")
+
+    def _on_training_start(self) -> None:
+        self._last_prune = self.model.num_timesteps
+        self._summary = None
+        self._update_schedule()
+
+    def _update_schedule(self) -> None:
+        self.model.cost_active = self.model.cost_weight > 0 and self.model.num_timesteps >= self.pruning_start
+
+    def _on_step(self) -> bool:
+        self._update_schedule()
+        if self.model.cost_active and self.num_timesteps - self._last_prune >= self.prune_freq:
+            self._last_prune = self.num_timesteps
+            self._prune()
+        return True
+
+    def _on_rollout_end(self) -> None:
+        self._record()
+
+    def _on_training_end(self) -> None:
+        if self.model.cost_active:
+            self._prune()
+        self._record()
+
+    def _prune(self) -> None:
+        removed = self.model.prune()
+        if not removed:
+            return
+        self._summary = None
+        if self.verbose >= 1:
+            count = sum(len(units) for layers in removed.values() for units in layers.values())
+            summary = self.model.pruning_summary()
+            print(
+                f"XiNetSAC: step {self.num_timesteps}, removed {count} units; "
+                f"{summary.params:,} of {summary.initial_params:,} parameters left ({summary.params_fraction:.1%})"
+            )
+
+    def _record(self) -> None:
+        if self._summary is None:  # recomputed only when units were removed
+            self._summary = self.model.pruning_summary()
+        summary = self._summary
+        record = self.logger.record
+        record("xinet/params", summary.params)
+        record("xinet/params_initial", summary.initial_params)
+        record("xinet/params_fraction", summary.params_fraction)
+        record("xinet/units_removed", summary.initial_units - summary.units)
+        record("xinet/cost_active", int(self.model.cost_active))
+        for network in summary.networks:
+            record(f"xinet/params/{network.name}", network.params)
+            record(f"xinet/params_initial/{network.name}", network.initial_params)
+            for layer in network.layers:
+                record(f"xinet/units/{layer.block}/{layer.layer}", layer.units)

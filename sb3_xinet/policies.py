@@ -1,0 +1,408 @@
+"""Actor, critic and policy of XiNetSAC: SAC heads wired to one shared, gated OFENet.
+
+- One :class:`~sb3_xinet.ofenet.OFENet` lives in the policy (``policy.ofenet``). The actor reads ``phi_s(s)``,
+  each critic and target critic read ``phi_sa(s, a)``; they hold OFENet by reference, outside their own
+  parameters, so it is in neither the actor's nor the critic's optimizer, nor in the Polyak update: there is no
+  target OFENet. OFENet has its own optimizer (``policy.ofenet_optimizer``), driven by its aux loss only.
+- Every RL pass uses OFENet in inference mode (running BatchNorm statistics, mean gates), whatever
+  ``set_training_mode`` says; ``phi_sa(s, pi(s))`` stays differentiable w.r.t. the action.
+- The hidden units of the actor and of each critic are gated too (``gates="all"``, the default), or only
+  OFENet's (``gates="ofenet"``), or none (``gates="none"``: the dense OFENet-SAC baseline).
+- The current, possibly pruned, widths are plain data (:meth:`XiNetPolicy.architecture`), passed back as the
+  ``architecture`` keyword on load, so SB3 rebuilds the pruned shapes before loading the weights.
+"""
+
+from typing import Any, Literal
+
+import torch as th
+from gymnasium import spaces
+from stable_baselines3.common.distributions import SquashedDiagGaussianDistribution
+from stable_baselines3.common.policies import BaseModel, BasePolicy
+from stable_baselines3.common.preprocessing import get_action_dim, preprocess_obs
+from stable_baselines3.common.torch_layers import get_actor_critic_arch
+from stable_baselines3.common.type_aliases import PyTorchObs, Schedule
+from torch import nn
+
+from sb3_xinet.gates import ESTIMATORS, GateEstimator
+from sb3_xinet.nets import GatedMLP, Optimizers, remove_input_columns
+from sb3_xinet.ofenet import OFENet
+
+# Same clipping of the log standard deviation as SB3's SAC actor
+LOG_STD_MAX = 2
+LOG_STD_MIN = -20
+
+Gates = Literal["all", "ofenet", "none"]
+GATES: tuple[str, ...] = ("all", "ofenet", "none")
+
+
+def gated_parameters(module: nn.Module) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
+    """(weights, thetas) of a module."""
+    weights, thetas = [], []
+    for name, param in module.named_parameters():
+        (thetas if name.endswith("gate.theta") else weights).append(param)
+    return weights, thetas
+
+
+def make_optimizer(
+    optimizer_class: type[th.optim.Optimizer], module_or_params, lr: float, theta_lr: float, kwargs: dict[str, Any]
+) -> th.optim.Optimizer:
+    """An optimizer with the weights in one group and the thetas, if any, in a group marked ``theta=True``.
+
+    The mark lets the learning-rate schedule skip the thetas, which keep their own learning rate.
+    """
+    weights, thetas = module_or_params if isinstance(module_or_params, tuple) else gated_parameters(module_or_params)
+    groups: list[dict[str, Any]] = [{"params": weights, "lr": lr}]
+    if thetas:
+        groups.append({"params": thetas, "lr": theta_lr, "theta": True})
+    return optimizer_class(groups, **kwargs)
+
+
+class XiNetActor(BasePolicy):
+    """SAC actor on OFENet's state features: gated hidden layers, then the mean and log-std heads.
+
+    :param ofenet: the policy's OFENet (held by reference, not a submodule)
+    :param net_arch: units of each hidden layer
+    :param gated: gate the hidden units
+    """
+
+    action_space: spaces.Box
+
+    def __init__(
+        self,
+        observation_space: spaces.Space,
+        action_space: spaces.Box,
+        ofenet: OFENet,
+        net_arch: list[int],
+        activation_fn: type[nn.Module] = nn.ReLU,
+        gated: bool = True,
+        estimator: GateEstimator = "straight_through",
+        normalize_images: bool = True,
+    ) -> None:
+        super().__init__(observation_space, action_space, normalize_images=normalize_images, squash_output=True)
+        self._ofenet = (ofenet,)  # a tuple keeps the shared OFENet out of this module's parameters
+        self.net_arch = list(net_arch)
+        self.activation_fn = activation_fn
+        self.gated = gated
+        self.estimator = estimator
+        action_dim = get_action_dim(self.action_space)
+        self.latent_pi = GatedMLP(
+            ofenet.state_features_dim, net_arch, activation_fn, batch_norm=False, gated=gated, estimator=estimator
+        )
+        self.mu = nn.Linear(self.latent_pi.out_features, action_dim)
+        self.log_std = nn.Linear(self.latent_pi.out_features, action_dim)
+        self.action_dist = SquashedDiagGaussianDistribution(action_dim)
+        for consumer in [self.latent_pi] if net_arch else [self.mu, self.log_std]:
+            ofenet.register_consumer("state", consumer)
+
+    @property
+    def ofenet(self) -> OFENet:
+        return self._ofenet[0]
+
+    def _get_constructor_parameters(self) -> dict[str, Any]:
+        data = super()._get_constructor_parameters()
+        data.update(
+            ofenet=self.ofenet,
+            net_arch=self.latent_pi.units,
+            activation_fn=self.activation_fn,
+            gated=self.gated,
+            estimator=self.estimator,
+        )
+        return data
+
+    def state_features(self, obs: PyTorchObs) -> th.Tensor:
+        """``phi_s(obs)`` in inference mode; OFENet is not trained by RL losses, so no graph is kept."""
+        obs = preprocess_obs(obs, self.observation_space, normalize_images=self.normalize_images)
+        with th.no_grad():
+            return self.ofenet.phi_s(obs.float())
+
+    def dist_params(self, features: th.Tensor, stochastic_gates: bool) -> tuple[th.Tensor, th.Tensor]:
+        latent = self.latent_pi(features, stochastic=stochastic_gates)
+        return self.mu(latent), th.clamp(self.log_std(latent), LOG_STD_MIN, LOG_STD_MAX)
+
+    def forward(self, obs: PyTorchObs, deterministic: bool = False) -> th.Tensor:
+        mean_actions, log_std = self.dist_params(self.state_features(obs), stochastic_gates=self.training)
+        return self.action_dist.actions_from_params(mean_actions, log_std, deterministic=deterministic)
+
+    def action_log_prob(self, obs: PyTorchObs) -> tuple[th.Tensor, th.Tensor]:
+        return self.action_log_prob_from_features(self.state_features(obs), stochastic_gates=self.training)
+
+    def action_log_prob_from_features(self, features: th.Tensor, stochastic_gates: bool) -> tuple[th.Tensor, th.Tensor]:
+        mean_actions, log_std = self.dist_params(features, stochastic_gates)
+        return self.action_dist.log_prob_from_params(mean_actions, log_std)
+
+    def _predict(self, observation: PyTorchObs, deterministic: bool = False) -> th.Tensor:
+        return self(observation, deterministic)
+
+    def expected_params(self, expected_in: th.Tensor) -> th.Tensor:
+        params, width = self.latent_pi.expected_params(expected_in)
+        return params + 2 * (width + 1) * self.mu.out_features
+
+    def remove_units(self, layer_id: int, units: list[int], optimizers: Optimizers = ()) -> None:
+        """Remove hidden units; the heads lose the matching columns when the last hidden layer shrinks."""
+        columns = self.latent_pi.remove_units(layer_id, units, optimizers)
+        if columns:
+            remove_input_columns(self.mu, columns, optimizers)
+            remove_input_columns(self.log_std, columns, optimizers)
+
+
+class QNetwork(nn.Module):
+    """One Q-function on OFENet's state-action features: gated hidden layers and a linear output."""
+
+    def __init__(
+        self, in_features: int, units: list[int], activation_fn: type[nn.Module], gated: bool, estimator: GateEstimator
+    ):
+        super().__init__()
+        self.latent = GatedMLP(in_features, units, activation_fn, batch_norm=False, gated=gated, estimator=estimator)
+        self.out = nn.Linear(self.latent.out_features, 1)
+
+    @property
+    def first_layer(self) -> nn.Module:
+        """The module whose input is ``phi_sa``."""
+        return self.latent if len(self.latent.layers) else self.out
+
+    def forward(self, z_sa: th.Tensor, stochastic: bool = False) -> th.Tensor:
+        return self.out(self.latent(z_sa, stochastic=stochastic))
+
+    def expected_params(self, expected_in: th.Tensor) -> th.Tensor:
+        params, width = self.latent.expected_params(expected_in)
+        return params + (width + 1) * self.out.out_features
+
+    def remove_units(self, layer_id: int, units: list[int], optimizers: Optimizers = ()) -> None:
+        columns = self.latent.remove_units(layer_id, units, optimizers)
+        if columns:
+            remove_input_columns(self.out, columns, optimizers)
+
+
+class XiNetCritic(BaseModel):
+    """Twin (or ``n_critics``) Q-functions on ``phi_sa(s, a)``; SB3's critic would read ``cat(features, a)``.
+
+    :param ofenet: the policy's OFENet (held by reference, not a submodule)
+    :param net_arch: units of each hidden layer, one list per critic (they are pruned independently)
+    """
+
+    def __init__(
+        self,
+        observation_space: spaces.Space,
+        action_space: spaces.Box,
+        ofenet: OFENet,
+        net_arch: list[list[int]],
+        activation_fn: type[nn.Module] = nn.ReLU,
+        gated: bool = True,
+        estimator: GateEstimator = "straight_through",
+        normalize_images: bool = True,
+    ) -> None:
+        super().__init__(observation_space, action_space, normalize_images=normalize_images)
+        self._ofenet = (ofenet,)
+        self.q_networks = nn.ModuleList(
+            QNetwork(ofenet.state_action_features_dim, units, activation_fn, gated, estimator) for units in net_arch
+        )
+        for q_net in self.q_networks:
+            ofenet.register_consumer("state_action", q_net.first_layer)
+
+    @property
+    def ofenet(self) -> OFENet:
+        return self._ofenet[0]
+
+    def forward(self, obs: PyTorchObs, actions: th.Tensor) -> tuple[th.Tensor, ...]:
+        """Q-values of ``(obs, actions)``, the signature of SB3's ``ContinuousCritic``."""
+        obs = preprocess_obs(obs, self.observation_space, normalize_images=self.normalize_images)
+        return self.q_values(self.ofenet.phi_sa(obs.float(), actions), stochastic=self.training)
+
+    def q_values(self, z_sa: th.Tensor, stochastic: bool) -> tuple[th.Tensor, ...]:
+        return tuple(q_net(z_sa, stochastic) for q_net in self.q_networks)
+
+
+class XiNetPolicy(BasePolicy):
+    """Policy of XiNetSAC: OFENet, actor, critics and target critics (alias ``"MlpPolicy"``).
+
+    SAC's keyword arguments keep their meaning; ``net_arch`` gives the actor's and critics' hidden layers
+    (a list for both, or ``dict(pi=[...], qf=[...])``).
+
+    :param ofenet_kwargs: keyword arguments of :class:`~sb3_xinet.ofenet.OFENet` (``state_units``,
+        ``state_action_units``, ``target_dim``, ``batch_norm``); default 6 x 40 units per branch
+    :param gates: which hidden units are gated: ``"all"``, ``"ofenet"`` or ``"none"`` (dense baseline)
+    :param gate_estimator: ``"straight_through"`` or ``"reinforce"``
+    :param ofenet_learning_rate: learning rate of OFENet's aux-loss optimizer
+    :param theta_learning_rate: learning rate of every theta (its own parameter group)
+    :param architecture: current widths of a pruned policy; written by pruning and read on load, leave it None
+    """
+
+    actor: XiNetActor
+    critic: XiNetCritic
+    critic_target: XiNetCritic
+
+    def __init__(
+        self,
+        observation_space: spaces.Space,
+        action_space: spaces.Box,
+        lr_schedule: Schedule,
+        net_arch: list[int] | dict[str, list[int]] | None = None,
+        activation_fn: type[nn.Module] = nn.ReLU,
+        use_sde: bool = False,
+        normalize_images: bool = True,
+        optimizer_class: type[th.optim.Optimizer] = th.optim.Adam,
+        optimizer_kwargs: dict[str, Any] | None = None,
+        n_critics: int = 2,
+        ofenet_kwargs: dict[str, Any] | None = None,
+        gates: Gates = "all",
+        gate_estimator: GateEstimator = "straight_through",
+        ofenet_learning_rate: float = 3e-4,
+        theta_learning_rate: float = 1e-3,
+        architecture: dict[str, Any] | None = None,
+    ) -> None:
+        if use_sde:
+            raise ValueError("XiNetSAC does not support gSDE (use_sde=True)")
+        if gates not in GATES:
+            raise ValueError(f"gates must be one of {GATES}, got {gates!r}")
+        if gate_estimator not in ESTIMATORS:
+            raise ValueError(f"gate_estimator must be one of {ESTIMATORS}, got {gate_estimator!r}")
+        if isinstance(n_critics, bool) or not isinstance(n_critics, int) or n_critics < 1:
+            raise ValueError(f"n_critics must be a positive integer, got {n_critics!r}")
+        for name, value in (("ofenet_learning_rate", ofenet_learning_rate), ("theta_learning_rate", theta_learning_rate)):
+            if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+                raise ValueError(f"{name} must be a positive number, got {value!r}")
+        super().__init__(
+            observation_space,
+            action_space,
+            optimizer_class=optimizer_class,
+            optimizer_kwargs=optimizer_kwargs,
+            squash_output=True,
+            normalize_images=normalize_images,
+        )
+        self.net_arch = [256, 256] if net_arch is None else net_arch
+        self.activation_fn = activation_fn
+        self.n_critics = n_critics
+        self.ofenet_kwargs = dict(ofenet_kwargs or {})
+        self.gates = gates
+        self.gate_estimator = gate_estimator
+        self.ofenet_learning_rate = ofenet_learning_rate
+        self.theta_learning_rate = theta_learning_rate
+        self._build(lr_schedule, architecture)
+
+    def _build(self, lr_schedule: Schedule, architecture: dict[str, Any] | None) -> None:
+        actor_arch, critic_arch = get_actor_critic_arch(self.net_arch)
+        architecture = architecture or {}
+        self.ofenet = OFENet.from_spaces(
+            self.observation_space,
+            self.action_space,
+            **{**self.ofenet_kwargs, **architecture.get("ofenet", {})},
+            gated=self.gates != "none",
+            estimator=self.gate_estimator,
+        )
+        head_kwargs: dict[str, Any] = dict(
+            activation_fn=self.activation_fn,
+            gated=self.gates == "all",
+            estimator=self.gate_estimator,
+            normalize_images=self.normalize_images,
+        )
+        self.actor = XiNetActor(
+            self.observation_space, self.action_space, self.ofenet, architecture.get("actor", actor_arch), **head_kwargs
+        )
+        critic_units = architecture.get("critics", [critic_arch] * self.n_critics)
+        self.critic = XiNetCritic(self.observation_space, self.action_space, self.ofenet, critic_units, **head_kwargs)
+        self.critic_target = XiNetCritic(self.observation_space, self.action_space, self.ofenet, critic_units, **head_kwargs)
+        self.critic_target.load_state_dict(self.critic.state_dict())
+        self.critic_target.set_training_mode(False)
+
+        lr = lr_schedule(1)  # type: ignore[call-arg]
+        self.actor.optimizer = make_optimizer(
+            self.optimizer_class, self.actor, lr, self.theta_learning_rate, self.optimizer_kwargs
+        )
+        self.critic.optimizer = make_optimizer(
+            self.optimizer_class, self.critic, lr, self.theta_learning_rate, self.optimizer_kwargs
+        )
+        ofenet_params = (self.ofenet.weight_parameters(), self.ofenet.gate_parameters())
+        self.ofenet_optimizer = make_optimizer(
+            self.optimizer_class, ofenet_params, self.ofenet_learning_rate, self.theta_learning_rate, self.optimizer_kwargs
+        )
+
+    def _get_constructor_parameters(self) -> dict[str, Any]:
+        data = super()._get_constructor_parameters()
+        data.update(
+            net_arch=self.net_arch,
+            activation_fn=self.activation_fn,
+            lr_schedule=self._dummy_schedule,
+            optimizer_class=self.optimizer_class,
+            optimizer_kwargs=self.optimizer_kwargs,
+            n_critics=self.n_critics,
+            ofenet_kwargs=self.ofenet_kwargs,
+            gates=self.gates,
+            gate_estimator=self.gate_estimator,
+            ofenet_learning_rate=self.ofenet_learning_rate,
+            theta_learning_rate=self.theta_learning_rate,
+            architecture=self.architecture(),
+        )
+        return data
+
+    def architecture(self) -> dict[str, Any]:
+        """Current widths of every network, as plain data (the ``architecture`` keyword)."""
+        return {
+            "ofenet": self.ofenet.architecture(),
+            "actor": self.actor.latent_pi.units,
+            "critics": [q_net.latent.units for q_net in self.critic.q_networks],
+        }
+
+    def networks(self) -> dict[str, nn.Module]:
+        """The trained networks, by name (target critics are copies and are not listed)."""
+        nets: dict[str, nn.Module] = {"ofenet": self.ofenet, "actor": self.actor}
+        nets.update({f"critic{i}": q_net for i, q_net in enumerate(self.critic.q_networks)})
+        return nets
+
+    def gated_blocks(self) -> dict[str, GatedMLP]:
+        """Every gated block, by name (``ofenet.state``, ``ofenet.state_action``, ``actor``, ``critic<i>``)."""
+        blocks: dict[str, Any] = {f"ofenet.{branch}": block for branch, block in self.ofenet.blocks().items()}
+        blocks["actor"] = self.actor.latent_pi
+        blocks.update({f"critic{i}": q_net.latent for i, q_net in enumerate(self.critic.q_networks)})
+        return blocks
+
+    def expected_params(self) -> th.Tensor:
+        """P(theta) of OFENet, actor and critics: the quantity the cost-aware regularizer charges."""
+        p_ofenet, width_s, width_sa = self.ofenet.expected_params()
+        p_actor = self.actor.expected_params(width_s)
+        return p_ofenet + p_actor + sum(q_net.expected_params(width_sa) for q_net in self.critic.q_networks)
+
+    def optimizers(self) -> list[th.optim.Optimizer]:
+        return [self.ofenet_optimizer, self.actor.optimizer, self.critic.optimizer]
+
+    def project_(self) -> None:
+        """Project every theta onto [0, 1]."""
+        for block in self.gated_blocks().values():
+            block.project_()
+
+    def prune(self, threshold: float) -> dict[str, dict[int, list[int]]]:
+        """Remove every unit whose theta is at or below ``threshold``, from each network, its target copy and
+        every optimizer state. Returns the removed units per block and layer id."""
+        optimizers = self.optimizers()
+        removed = {f"ofenet.{branch}": found for branch, found in self.ofenet.prune(threshold, optimizers).items()}
+        found = self.actor.latent_pi.units_at_or_below(threshold)
+        for layer_id, units in found.items():
+            self.actor.remove_units(layer_id, units, optimizers)
+        if found:
+            removed["actor"] = found
+        for i, (q_net, q_target) in enumerate(zip(self.critic.q_networks, self.critic_target.q_networks, strict=True)):
+            found = q_net.latent.units_at_or_below(threshold)
+            for layer_id, units in found.items():
+                q_net.remove_units(layer_id, units, optimizers)
+                q_target.remove_units(layer_id, units)
+            if found:
+                removed[f"critic{i}"] = found
+        return removed
+
+    def obs_to_float(self, obs: PyTorchObs) -> th.Tensor:
+        """Observations as OFENet reads them (SB3's preprocessing, float32)."""
+        return preprocess_obs(obs, self.observation_space, normalize_images=self.normalize_images).float()  # type: ignore[union-attr]
+
+    def forward(self, obs: PyTorchObs, deterministic: bool = False) -> th.Tensor:
+        return self._predict(obs, deterministic=deterministic)
+
+    def _predict(self, observation: PyTorchObs, deterministic: bool = False) -> th.Tensor:
+        return self.actor(observation, deterministic)
+
+    def set_training_mode(self, mode: bool) -> None:
+        """Train/eval mode of actor and critic: sampled or mean gates. OFENet's mode is chosen per call."""
+        self.actor.set_training_mode(mode)
+        self.critic.set_training_mode(mode)
+        self.training = mode
+
+
+MlpPolicy = XiNetPolicy

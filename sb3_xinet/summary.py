@@ -1,0 +1,124 @@
+"""``XiNetSAC.pruning_summary()``: what is left of each network and layer, as data and as a table."""
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from sb3_xinet.cost import count_parameters
+
+if TYPE_CHECKING:
+    from sb3_xinet.xinet_sac import XiNetSAC
+
+
+@dataclass(frozen=True)
+class LayerSummary:
+    """One hidden layer of a gated block; ``units`` is 0 for a DenseNet layer that was removed."""
+
+    block: str
+    layer: int
+    units: int
+    initial_units: int
+
+
+@dataclass(frozen=True)
+class NetworkSummary:
+    """One network (``ofenet``, ``actor``, ``critic<i>``): parameters as :func:`count_parameters` counts them."""
+
+    name: str
+    params: int
+    initial_params: int
+    layers: tuple[LayerSummary, ...]
+
+    @property
+    def units(self) -> int:
+        return sum(layer.units for layer in self.layers)
+
+    @property
+    def initial_units(self) -> int:
+        return sum(layer.initial_units for layer in self.layers)
+
+
+@dataclass(frozen=True)
+class PruningSummary:
+    """Per-network, per-layer units alive and parameters, now and at the start.
+
+    Totals cover OFENet, the actor and the critics; the target critics, copies of the critics with the same
+    shapes, are not counted (nor are the thetas, bookkeeping that pruning removes with the units).
+    """
+
+    num_timesteps: int
+    networks: tuple[NetworkSummary, ...]
+
+    @classmethod
+    def from_model(cls, model: "XiNetSAC") -> "PruningSummary":
+        blocks = model.policy.gated_blocks()
+        networks = []
+        for name, net in model.policy.networks().items():
+            layers = []
+            for block_name, block in blocks.items():
+                if block_name.split(".")[0] != name:
+                    continue
+                alive = dict(zip(block.layer_ids, block.units, strict=True))
+                for layer_id, initial in enumerate(model.initial_units[block_name]):
+                    layers.append(LayerSummary(block_name, layer_id, alive.get(layer_id, 0), initial))
+            networks.append(NetworkSummary(name, count_parameters([net]), model.initial_params[name], tuple(layers)))
+        return cls(model.num_timesteps, tuple(networks))
+
+    def __getitem__(self, name: str) -> NetworkSummary:
+        for network in self.networks:
+            if network.name == name:
+                return network
+        raise KeyError(f"No network {name!r}; networks: {[network.name for network in self.networks]}")
+
+    @property
+    def params(self) -> int:
+        return sum(network.params for network in self.networks)
+
+    @property
+    def initial_params(self) -> int:
+        return sum(network.initial_params for network in self.networks)
+
+    @property
+    def params_fraction(self) -> float:
+        return self.params / self.initial_params
+
+    @property
+    def units(self) -> int:
+        return sum(network.units for network in self.networks)
+
+    @property
+    def initial_units(self) -> int:
+        return sum(network.initial_units for network in self.networks)
+
+    def to_dict(self) -> dict:
+        """Plain data (e.g. for JSON): totals, and per network its parameters and per-layer units."""
+        return {
+            "num_timesteps": self.num_timesteps,
+            "params": self.params,
+            "initial_params": self.initial_params,
+            "networks": {
+                network.name: {
+                    "params": network.params,
+                    "initial_params": network.initial_params,
+                    "units": {f"{layer.block}/{layer.layer}": [layer.units, layer.initial_units] for layer in network.layers},
+                }
+                for network in self.networks
+            },
+        }
+
+    def __str__(self) -> str:
+        lines = [
+            f"Pruning summary at step {self.num_timesteps:,}",
+            f"{'network':<10} {'parameters':>22}  units alive per layer",
+        ]
+        for network in self.networks:
+            params = f"{network.params:,} / {network.initial_params:,}"
+            blocks: dict[str, list[str]] = {}
+            for layer in network.layers:
+                blocks.setdefault(layer.block, []).append(f"{layer.units}/{layer.initial_units}")
+            per_layer = "; ".join(f"{block.split('.')[-1]}: {' '.join(units)}" for block, units in blocks.items())
+            lines.append(f"{network.name:<10} {params:>22}  {per_layer}")
+        lines.append(
+            f"{'total':<10} {f'{self.params:,} / {self.initial_params:,}':>22}  "
+            f"{self.params_fraction:.1%} of the parameters, {self.units}/{self.initial_units} units"
+        )
+        return "\n".join(lines)

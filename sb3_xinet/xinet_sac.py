@@ -1,0 +1,416 @@
+"""XiNetSAC: SAC with a gated OFENet whose units are pruned inside ``learn()``.
+
+The training step is SAC's (SB3 ``SAC.train``), with four additions:
+
+1. OFENet pre-training: on the first call, ``ofenet_pretrain_steps`` aux-loss steps on the warm-up data
+   (collected with random actions until ``learning_starts``), before any SAC update;
+2. one OFENet aux step per gradient step, on its own sample, with its own optimizer;
+3. when the pruning schedule has switched the regularizer on (:class:`~sb3_xinet.callbacks.XiNetPruningCallback`),
+   every theta also gets the cost-aware gradient ``c * L_ref / P0 * dP/dtheta``, with ``L_ref`` the running
+   loss scale of the network that theta belongs to (aux, critic or actor loss), see :mod:`sb3_xinet.cost`;
+4. every theta is projected onto [0, 1] after each step.
+
+OFENet features are computed once per batch in inference mode; OFENet's parameters are frozen during the
+RL losses, so they do not pay for gradients they would discard, while ``phi_sa(s, pi(s))`` stays
+differentiable w.r.t. the action.
+"""
+
+import io
+import pathlib
+from typing import Any, ClassVar, TypeVar
+
+import numpy as np
+import torch as th
+from gymnasium import spaces
+from stable_baselines3 import SAC
+from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.buffers import ReplayBuffer
+from stable_baselines3.common.callbacks import CallbackList
+from stable_baselines3.common.noise import ActionNoise
+from stable_baselines3.common.save_util import load_from_zip_file
+from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, Schedule
+from stable_baselines3.common.utils import check_for_correct_spaces, polyak_update
+from stable_baselines3.common.vec_env import VecEnv
+
+from sb3_xinet.callbacks import XiNetPruningCallback
+from sb3_xinet.cost import LossScale, check_cost_weight, count_parameters
+from sb3_xinet.gates import score_function_loss
+from sb3_xinet.policies import XiNetPolicy
+from sb3_xinet.summary import PruningSummary
+
+SelfXiNetSAC = TypeVar("SelfXiNetSAC", bound="XiNetSAC")
+
+
+def check_count(name: str, value: object, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return int(value)
+
+
+class XiNetSAC(SAC):
+    """Soft Actor-Critic on a Bernoulli-gated OFENet that prunes its own units while it learns.
+
+    Every argument of SB3's :class:`~stable_baselines3.SAC` keeps its meaning (``learning_starts`` defaults to
+    10,000 random steps, the OFENet warm-up). The extra ones:
+
+    :param cost_weight: ``c``, the one regularization knob: a unit is kept when removing it would raise its
+        network's loss by more than ``c`` times its share of the parameters, relatively. 0 turns the
+        regularizer and pruning off.
+    :param prune_threshold: a unit whose theta is at or below this value is removed, in [0, 1]
+    :param ofenet_pretrain_steps: aux-loss steps on the warm-up data before the first SAC update
+    :param pruning_start: env step at which the regularizer and pruning start (default: ``learning_starts``
+        + 10,000, so that the heads have learned and the loss scales are measured first)
+    :param prune_freq: env steps between two removals of the units that reached the threshold
+    :param loss_scale_window: time constant, in gradient steps, of the running loss scales ``L_ref``
+    """
+
+    policy_aliases: ClassVar[dict[str, type[XiNetPolicy]]] = {"MlpPolicy": XiNetPolicy}  # type: ignore[assignment]
+    policy: XiNetPolicy
+
+    def __init__(
+        self,
+        policy: str | type[XiNetPolicy],
+        env: GymEnv | str,
+        learning_rate: float | Schedule = 3e-4,
+        buffer_size: int = 1_000_000,
+        learning_starts: int = 10_000,
+        batch_size: int = 256,
+        tau: float = 0.005,
+        gamma: float = 0.99,
+        train_freq: int | tuple[int, str] = 1,
+        gradient_steps: int = 1,
+        action_noise: ActionNoise | None = None,
+        replay_buffer_class: type[ReplayBuffer] | None = None,
+        replay_buffer_kwargs: dict[str, Any] | None = None,
+        optimize_memory_usage: bool = False,
+        n_steps: int = 1,
+        ent_coef: str | float = "auto",
+        target_update_interval: int = 1,
+        target_entropy: str | float = "auto",
+        stats_window_size: int = 100,
+        tensorboard_log: str | None = None,
+        policy_kwargs: dict[str, Any] | None = None,
+        verbose: int = 0,
+        seed: int | None = None,
+        device: th.device | str = "auto",
+        cost_weight: float = 1.0,
+        prune_threshold: float = 1e-3,
+        ofenet_pretrain_steps: int = 10_000,
+        pruning_start: int | None = None,
+        prune_freq: int = 1000,
+        loss_scale_window: int = 10_000,
+        _init_setup_model: bool = True,
+    ) -> None:
+        self.cost_weight = check_cost_weight(cost_weight)
+        if isinstance(prune_threshold, bool) or not isinstance(prune_threshold, int | float) or not 0 <= prune_threshold <= 1:
+            raise ValueError(f"prune_threshold must be a number in [0, 1], got {prune_threshold!r}")
+        self.prune_threshold = float(prune_threshold)
+        self.ofenet_pretrain_steps = check_count("ofenet_pretrain_steps", ofenet_pretrain_steps, 0)
+        check_count("learning_starts", learning_starts, 0)
+        self.pruning_start = (
+            learning_starts + 10_000 if pruning_start is None else check_count("pruning_start", pruning_start, 0)
+        )
+        self.prune_freq = check_count("prune_freq", prune_freq, 1)
+        self.loss_scale_window = check_count("loss_scale_window", loss_scale_window, 1)
+        # pruning state, saved with the model
+        self.cost_active = False
+        self.ofenet_pretrained = False
+        self.loss_scales: dict[str, LossScale] = {}
+        self.initial_units: dict[str, list[int]] = {}
+        self.initial_params: dict[str, int] = {}
+        self.initial_expected_params = 0.0
+        super().__init__(
+            policy,
+            env,
+            learning_rate=learning_rate,
+            buffer_size=buffer_size,
+            learning_starts=learning_starts,
+            batch_size=batch_size,
+            tau=tau,
+            gamma=gamma,
+            train_freq=train_freq,
+            gradient_steps=gradient_steps,
+            action_noise=action_noise,
+            replay_buffer_class=replay_buffer_class,
+            replay_buffer_kwargs=replay_buffer_kwargs,
+            optimize_memory_usage=optimize_memory_usage,
+            n_steps=n_steps,
+            ent_coef=ent_coef,
+            target_update_interval=target_update_interval,
+            target_entropy=target_entropy,
+            stats_window_size=stats_window_size,
+            tensorboard_log=tensorboard_log,
+            # pruning writes the current widths into policy_kwargs: never touch the caller's dict
+            policy_kwargs=dict(policy_kwargs or {}),
+            verbose=verbose,
+            seed=seed,
+            device=device,
+            _init_setup_model=False,
+        )
+        if _init_setup_model:
+            self._setup_model()
+
+    @staticmethod
+    def _wrap_env(env: GymEnv, verbose: int = 0, monitor_wrapper: bool = True) -> VecEnv:
+        """SB3's wrapping, then a clear error for the spaces OFENet cannot read."""
+        env = BaseAlgorithm._wrap_env(env, verbose, monitor_wrapper)
+        for what, space in (("observation", env.observation_space), ("action", env.action_space)):
+            if not isinstance(space, spaces.Box) or len(space.shape) != 1:
+                raise ValueError(
+                    f"XiNetSAC needs a 1-D Box {what} space (vector observations, continuous actions), got {space}"
+                )
+        return env
+
+    def _setup_model(self) -> None:
+        super()._setup_model()
+        if not self.initial_units:  # a new model, not a load: remember the unpruned sizes
+            self.initial_units = {name: list(block.units) for name, block in self.policy.gated_blocks().items()}
+            self.initial_params = {name: count_parameters([net]) for name, net in self.policy.networks().items()}
+            self.initial_expected_params = float(self.policy.expected_params().item())
+        if not self.loss_scales:
+            self.loss_scales = {name: LossScale(self.loss_scale_window) for name in ("aux", "critic", "actor")}
+
+    def _get_torch_save_params(self) -> tuple[list[str], list[str]]:
+        state_dicts, variables = super()._get_torch_save_params()
+        return [*state_dicts, "policy.ofenet_optimizer"], variables
+
+    def _update_learning_rate(self, optimizers: list[th.optim.Optimizer] | th.optim.Optimizer) -> None:
+        """SB3's schedule, applied to the weights only: thetas keep their own learning rate."""
+        lr = self.lr_schedule(self._current_progress_remaining)
+        self.logger.record("train/learning_rate", lr)
+        for optimizer in optimizers if isinstance(optimizers, list) else [optimizers]:
+            for group in optimizer.param_groups:
+                if not group.get("theta", False):
+                    group["lr"] = lr
+
+    def _aux_step(self, batch_size: int, cost_grads: dict[str, list[th.Tensor]] | None) -> float:
+        """One OFENet update on its own sample: aux loss, cost gradient, projection."""
+        ofenet = self.policy.ofenet
+        data = self.replay_buffer.sample(batch_size, env=self._vec_normalize_env)  # type: ignore[union-attr]
+        obs, next_obs = self.policy.obs_to_float(data.observations), self.policy.obs_to_float(data.next_observations)
+        per_sample = ofenet.aux_loss(obs, data.actions, next_obs, reduction="none")
+        loss = per_sample.mean()
+        if self.policy.gate_estimator == "reinforce" and self.cost_active and ofenet.gate_parameters():
+            loss = loss + score_function_loss(ofenet.log_prob(), per_sample)
+        self.policy.ofenet_optimizer.zero_grad()
+        loss.backward()
+        self._add_cost_grads(cost_grads, ["ofenet.state", "ofenet.state_action"], "aux")
+        self.policy.ofenet_optimizer.step()
+        ofenet.project_()
+        value = per_sample.mean().item()
+        self.loss_scales["aux"].update(value)
+        return value
+
+    def _set_ofenet_trainable(self, trainable: bool) -> None:
+        """OFENet's weights learn in the aux step only; its thetas too, once the regularizer is on."""
+        for param in self.policy.ofenet.weight_parameters():
+            param.requires_grad_(trainable)
+        for theta in self.policy.ofenet.gate_parameters():
+            theta.requires_grad_(trainable and self.cost_active)
+
+    def _pretrain_ofenet(self, batch_size: int) -> None:
+        self._set_ofenet_trainable(True)
+        losses = [self._aux_step(batch_size, None) for _ in range(self.ofenet_pretrain_steps)]
+        self.ofenet_pretrained = True
+        if losses:
+            self.logger.record("train/ofenet_pretrain_loss", float(np.mean(losses[-100:])))
+
+    def _cost_grads(self) -> dict[str, list[th.Tensor]] | None:
+        """``dP/dtheta`` of every gated block, or None while the regularizer is off."""
+        if not self.cost_active or self.cost_weight == 0:
+            return None
+        blocks = self.policy.gated_blocks()
+        thetas = [gate.theta for block in blocks.values() for gate in block.gates()]
+        if not thetas:
+            return None
+        expected = self.policy.expected_params()
+        grads = iter(th.autograd.grad(expected, thetas))
+        self.logger.record("xinet/cost_term", self.cost_weight * expected.item() / self.initial_expected_params)
+        return {name: [next(grads) for _ in block.gates()] for name, block in blocks.items()}
+
+    def _add_cost_grads(self, cost_grads: dict[str, list[th.Tensor]] | None, names: list[str], loss_name: str) -> None:
+        """Add ``c * L_ref / P0 * dP/dtheta`` to the gradients of the named blocks' thetas."""
+        if cost_grads is None:
+            return
+        factor = self.cost_weight * abs(self.loss_scales[loss_name].value) / self.initial_expected_params
+        blocks = self.policy.gated_blocks()
+        for name in names:
+            for gate, grad in zip(blocks[name].gates(), cost_grads[name], strict=True):
+                gate.theta.grad = factor * grad if gate.theta.grad is None else gate.theta.grad + factor * grad
+
+    def train(self, gradient_steps: int, batch_size: int = 64) -> None:
+        policy, ofenet, actor, critic = self.policy, self.policy.ofenet, self.actor, self.critic
+        policy.set_training_mode(True)
+        optimizers = [actor.optimizer, critic.optimizer]
+        if self.ent_coef_optimizer is not None:
+            optimizers += [self.ent_coef_optimizer]
+        self._update_learning_rate(optimizers)
+        if not self.ofenet_pretrained:
+            self._pretrain_ofenet(batch_size)
+        # The thetas learn only while the regularizer is on: until then every gate is the identity (no
+        # sampling cost), and the warm-up trains the weights of the full network.
+        for block in policy.gated_blocks().values():
+            for gate in block.gates():
+                gate.theta.requires_grad_(self.cost_active)
+        reinforce = policy.gate_estimator == "reinforce" and self.cost_active
+        critic_names = [f"critic{i}" for i in range(len(critic.q_networks))]
+
+        ent_coef_losses, ent_coefs, actor_losses, critic_losses, aux_losses = [], [], [], [], []
+        for gradient_step in range(gradient_steps):
+            cost_grads = self._cost_grads()
+            replay_data = self.replay_buffer.sample(batch_size, env=self._vec_normalize_env)  # type: ignore[union-attr]
+            discounts = replay_data.discounts if replay_data.discounts is not None else self.gamma
+
+            self._set_ofenet_trainable(False)  # RL losses do not train OFENet
+            with th.no_grad():
+                z_s = ofenet.phi_s(policy.obs_to_float(replay_data.observations))
+                z_s_next = ofenet.phi_s(policy.obs_to_float(replay_data.next_observations))
+                z_sa = ofenet.phi_sa_from_state(z_s, replay_data.actions)
+
+            actions_pi, log_prob = actor.action_log_prob_from_features(z_s, stochastic_gates=True)
+            log_prob = log_prob.reshape(-1, 1)
+
+            ent_coef_loss = None
+            if self.ent_coef_optimizer is not None and self.log_ent_coef is not None:
+                ent_coef = th.exp(self.log_ent_coef.detach())
+                assert isinstance(self.target_entropy, float)
+                ent_coef_loss = -(self.log_ent_coef * (log_prob + self.target_entropy).detach()).mean()
+                ent_coef_losses.append(ent_coef_loss.item())
+            else:
+                ent_coef = self.ent_coef_tensor
+            ent_coefs.append(ent_coef.item())
+            if ent_coef_loss is not None and self.ent_coef_optimizer is not None:
+                self.ent_coef_optimizer.zero_grad()
+                ent_coef_loss.backward()
+                self.ent_coef_optimizer.step()
+
+            with th.no_grad():
+                # the policy and the target critics evaluated with mean gates
+                next_actions, next_log_prob = actor.action_log_prob_from_features(z_s_next, stochastic_gates=False)
+                z_sa_next = ofenet.phi_sa_from_state(z_s_next, next_actions)
+                next_q_values = th.cat(self.critic_target.q_values(z_sa_next, stochastic=False), dim=1)
+                next_q_values, _ = th.min(next_q_values, dim=1, keepdim=True)
+                next_q_values = next_q_values - ent_coef * next_log_prob.reshape(-1, 1)
+                target_q_values = replay_data.rewards + (1 - replay_data.dones) * discounts * next_q_values
+
+            current_q_values = critic.q_values(z_sa, stochastic=True)
+            per_sample_critic = 0.5 * sum((current_q - target_q_values).pow(2).squeeze(1) for current_q in current_q_values)
+            critic_loss = per_sample_critic.mean()
+            critic_losses.append(critic_loss.item())
+            if reinforce and policy.gates == "all":
+                log_probs = sum(q_net.latent.log_prob() for q_net in critic.q_networks)
+                critic_loss = critic_loss + score_function_loss(log_probs, per_sample_critic)
+            critic.optimizer.zero_grad()
+            critic_loss.backward()
+            self._add_cost_grads(cost_grads, critic_names, "critic")
+            critic.optimizer.step()
+
+            # the critics with mean gates; the gradient reaches the actor through phi_sa's action input
+            z_sa_pi = ofenet.phi_sa_from_state(z_s, actions_pi)
+            q_values_pi = th.cat(critic.q_values(z_sa_pi, stochastic=False), dim=1)
+            min_qf_pi, _ = th.min(q_values_pi, dim=1, keepdim=True)
+            per_sample_actor = (ent_coef * log_prob - min_qf_pi).squeeze(1)
+            actor_loss = per_sample_actor.mean()
+            actor_losses.append(actor_loss.item())
+            if reinforce and policy.gates == "all":
+                actor_loss = actor_loss + score_function_loss(actor.latent_pi.log_prob(), per_sample_actor)
+            actor.optimizer.zero_grad()
+            actor_loss.backward()
+            self._add_cost_grads(cost_grads, ["actor"], "actor")
+            actor.optimizer.step()
+
+            self._set_ofenet_trainable(True)
+            aux_losses.append(self._aux_step(batch_size, cost_grads))
+            policy.project_()
+            self.loss_scales["critic"].update(critic_losses[-1])
+            self.loss_scales["actor"].update(min_qf_pi.std().item())
+
+            if gradient_step % self.target_update_interval == 0:
+                polyak_update(critic.parameters(), self.critic_target.parameters(), self.tau)
+                polyak_update(self.batch_norm_stats, self.batch_norm_stats_target, 1.0)
+
+        self._n_updates += gradient_steps
+        self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
+        self.logger.record("train/ent_coef", np.mean(ent_coefs))
+        self.logger.record("train/actor_loss", np.mean(actor_losses))
+        self.logger.record("train/critic_loss", np.mean(critic_losses))
+        self.logger.record("train/aux_loss", np.mean(aux_losses))
+        if len(ent_coef_losses) > 0:
+            self.logger.record("train/ent_coef_loss", np.mean(ent_coef_losses))
+
+    def prune(self) -> dict[str, dict[int, list[int]]]:
+        """Remove every unit whose theta reached ``prune_threshold`` (nothing when ``cost_weight`` is 0).
+
+        The pruned widths are written into ``policy_kwargs``, so a model saved at any point reloads with them.
+        """
+        if self.cost_weight == 0:
+            return {}
+        removed = self.policy.prune(self.prune_threshold)
+        if removed:
+            self.policy_kwargs["architecture"] = self.policy.architecture()
+        return removed
+
+    def pruning_summary(self) -> PruningSummary:
+        """Units alive and parameters, now and at the start, per network and layer (print it for a table)."""
+        return PruningSummary.from_model(self)
+
+    def learn(
+        self: SelfXiNetSAC,
+        total_timesteps: int,
+        callback: MaybeCallback = None,
+        log_interval: int = 4,
+        tb_log_name: str = "XiNetSAC",
+        reset_num_timesteps: bool = True,
+        progress_bar: bool = False,
+    ) -> SelfXiNetSAC:
+        """SAC's ``learn``, with a :class:`XiNetPruningCallback` attached unless one is already passed."""
+        return super().learn(
+            total_timesteps=total_timesteps,
+            callback=with_pruning_callback(callback),
+            log_interval=log_interval,
+            tb_log_name=tb_log_name,
+            reset_num_timesteps=reset_num_timesteps,
+            progress_bar=progress_bar,
+        )
+
+    @classmethod
+    def load(  # type: ignore[override]
+        cls: type[SelfXiNetSAC],
+        path: str | pathlib.Path | io.BufferedIOBase,
+        env: GymEnv | None = None,
+        device: th.device | str = "auto",
+        custom_objects: dict[str, Any] | None = None,
+        print_system_info: bool = False,
+        force_reset: bool = True,
+        **kwargs: Any,
+    ) -> SelfXiNetSAC:
+        """SB3's ``load``, after checking that the file is a XiNetSAC save (the pruned shapes come back)."""
+        if isinstance(path, io.BufferedIOBase):
+            position = path.tell()
+        data, _, _ = load_from_zip_file(path, device="cpu", custom_objects=custom_objects, load_data=True)
+        policy_class = (data or {}).get("policy_class")
+        if not (isinstance(policy_class, type) and issubclass(policy_class, XiNetPolicy)):
+            found = getattr(policy_class, "__name__", repr(policy_class))
+            raise ValueError(f"{path} is not a XiNetSAC save: its policy class is {found}, not XiNetPolicy")
+        if isinstance(path, io.BufferedIOBase):
+            path.seek(position)
+        if env is not None:
+            check_for_correct_spaces(cls._wrap_env(env), data["observation_space"], data["action_space"])
+        return super().load(path, env, device, custom_objects, print_system_info, force_reset, **kwargs)
+
+
+def with_pruning_callback(callback: MaybeCallback) -> MaybeCallback:
+    """The user's callbacks, plus a default :class:`XiNetPruningCallback` unless one of them is one."""
+
+    def has_pruning(item: MaybeCallback) -> bool:
+        if isinstance(item, list):
+            return any(has_pruning(sub) for sub in item)
+        if isinstance(item, CallbackList):
+            return has_pruning(item.callbacks)
+        return isinstance(item, XiNetPruningCallback)
+
+    if has_pruning(callback):
+        return callback
+    if callback is None:
+        return XiNetPruningCallback()
+    return [*(callback if isinstance(callback, list) else [callback]), XiNetPruningCallback()]

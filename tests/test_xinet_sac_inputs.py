@@ -1,0 +1,86 @@
+"""Bad input to XiNetSAC gets a clear, early ValueError that names what is wrong."""
+
+import math
+
+import gymnasium as gym
+import pytest
+from stable_baselines3 import SAC
+from stable_baselines3.common.envs import FakeImageEnv, SimpleMultiObsEnv
+
+from sb3_xinet import XiNetPruningCallback, XiNetSAC
+
+
+@pytest.mark.parametrize(
+    ("env", "what"),
+    [
+        (lambda: FakeImageEnv(discrete=False), "observation"),
+        (lambda: SimpleMultiObsEnv(), "observation"),
+        (lambda: gym.make("CartPole-v1"), "action"),
+        (lambda: gym.make("FrozenLake-v1"), "observation"),
+    ],
+    ids=["image", "dict", "discrete-action", "discrete-observation"],
+)
+def test_unsupported_spaces(env, what):
+    with pytest.raises(ValueError, match=f"1-D Box {what} space"):
+        XiNetSAC("MlpPolicy", env())
+
+
+@pytest.mark.parametrize("cost_weight", [-1.0, "1", None, True, math.nan, math.inf])
+def test_bad_cost_weight(cost_weight):
+    with pytest.raises(ValueError, match="cost_weight"):
+        XiNetSAC("MlpPolicy", "Pendulum-v1", cost_weight=cost_weight)
+
+
+@pytest.mark.parametrize("threshold", [-0.1, 1.5, "0.1", None, math.nan])
+def test_bad_prune_threshold(threshold):
+    with pytest.raises(ValueError, match="prune_threshold"):
+        XiNetSAC("MlpPolicy", "Pendulum-v1", prune_threshold=threshold)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "name"),
+    [
+        (dict(ofenet_pretrain_steps=-1), "ofenet_pretrain_steps"),
+        (dict(ofenet_pretrain_steps=1.5), "ofenet_pretrain_steps"),
+        (dict(pruning_start=-5), "pruning_start"),
+        (dict(prune_freq=0), "prune_freq"),
+        (dict(loss_scale_window=0), "loss_scale_window"),
+        (dict(policy_kwargs=dict(gates="some")), "gates"),
+        (dict(policy_kwargs=dict(gate_estimator="arm")), "gate_estimator"),
+        (dict(policy_kwargs=dict(theta_learning_rate=0)), "theta_learning_rate"),
+        (dict(policy_kwargs=dict(ofenet_kwargs=dict(state_units=[0, 4]))), "state_units"),
+    ],
+)
+def test_bad_hyperparameters(kwargs, name):
+    with pytest.raises(ValueError, match=name):
+        XiNetSAC("MlpPolicy", "Pendulum-v1", **kwargs)
+
+
+def test_gsde_is_not_an_option():
+    with pytest.raises(TypeError, match="use_sde"):
+        XiNetSAC("MlpPolicy", "Pendulum-v1", use_sde=True)
+
+
+@pytest.mark.parametrize(("kwargs", "name"), [(dict(prune_freq=0), "prune_freq"), (dict(pruning_start=-1), "pruning_start")])
+def test_bad_callback_settings(kwargs, name):
+    with pytest.raises(ValueError, match=name):
+        XiNetPruningCallback(**kwargs)
+
+
+def test_loading_a_foreign_save(tmp_path):
+    SAC("MlpPolicy", "Pendulum-v1", buffer_size=100).save(tmp_path / "sac")
+    with pytest.raises(ValueError, match="not a XiNetSAC save"):
+        XiNetSAC.load(tmp_path / "sac")
+
+
+def test_loading_a_corrupt_file(tmp_path):
+    path = tmp_path / "corrupt.zip"
+    path.write_bytes(b"this is not a zip file")
+    with pytest.raises(ValueError, match="zip"):
+        XiNetSAC.load(path)
+
+
+def test_loading_with_an_env_of_other_spaces(tmp_path):
+    XiNetSAC("MlpPolicy", "Pendulum-v1", buffer_size=100).save(tmp_path / "model")
+    with pytest.raises(ValueError, match="space"):
+        XiNetSAC.load(tmp_path / "model", env=gym.make("MountainCarContinuous-v0"))

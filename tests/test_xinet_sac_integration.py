@@ -1,0 +1,105 @@
+"""XiNetSAC inside SB3's machinery: vector envs, progress bar, loggers, env ids, callbacks, baselines, devices."""
+
+import csv
+
+import numpy as np
+import pytest
+import torch as th
+from stable_baselines3.common.callbacks import CallbackList, CheckpointCallback
+from stable_baselines3.common.env_util import make_vec_env
+from stable_baselines3.common.logger import configure
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from sb3_xinet import XiNetPruningCallback, XiNetSAC
+from sb3_xinet.callbacks import XiNetPruningCallback as CallbackClass
+from sb3_xinet.xinet_sac import with_pruning_callback
+from tests.test_xinet_sac import PRUNING, STEPS, make_model, observations
+
+
+def test_vector_env_progress_bar_and_tensorboard(tmp_path):
+    env = make_vec_env("Pendulum-v1", n_envs=2, seed=0)
+    model = make_model(env, tensorboard_log=str(tmp_path), verbose=0)
+    model.learn(STEPS, progress_bar=True, log_interval=1)
+    assert model.num_timesteps == STEPS
+    assert model.pruning_summary().params < model.pruning_summary().initial_params
+
+    (run,) = (tmp_path).iterdir()
+    events = EventAccumulator(str(run))
+    events.Reload()
+    tags = set(events.Tags()["scalars"])
+    for tag in ("xinet/params", "xinet/params_fraction", "xinet/params/ofenet", "xinet/cost_term", "train/aux_loss"):
+        assert tag in tags, tag
+    assert "xinet/units/ofenet.state/0" in tags and "xinet/units/critic1/1" in tags
+    initial = events.Scalars("xinet/params_initial")[-1].value
+    assert events.Scalars("xinet/params")[-1].value < initial == model.pruning_summary().initial_params
+
+
+def test_logger_records_the_pruning(tmp_path):
+    model = make_model()
+    model.set_logger(configure(str(tmp_path), ["csv"]))
+    model.learn(STEPS, log_interval=1)
+    with open(tmp_path / "progress.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    last = rows[-1]
+    summary = model.pruning_summary()
+    assert int(float(last["xinet/params_initial"])) == summary.initial_params
+    removed = [int(float(row["xinet/units_removed"])) for row in rows if row["xinet/units_removed"]]
+    assert removed == sorted(removed) and removed[-1] > 0
+    assert float(last["xinet/cost_active"]) == 1
+
+
+def test_from_an_env_id_builds_the_hopper_networks():
+    model = XiNetSAC("MlpPolicy", "Hopper-v5", buffer_size=100)
+    summary = model.pruning_summary()
+    assert summary["ofenet"].params == 118_485  # the OFENet paper's Hopper network, 6 x 40 units per branch
+    assert model.policy.actor.latent_pi.in_features == 11 + 240
+    assert model.policy.critic.q_networks[0].latent.in_features == 11 + 240 + 3 + 240
+
+
+def test_a_configured_callback_replaces_the_default():
+    model = make_model(pruning_start=10**6)
+    callback = XiNetPruningCallback(pruning_start=150, prune_freq=25)
+    model.learn(STEPS, callback=CallbackList([CheckpointCallback(10**6, "unused"), callback]))
+    assert model.pruning_summary().params < model.pruning_summary().initial_params
+
+    default = with_pruning_callback([CheckpointCallback(10**6, "unused")])
+    assert sum(isinstance(item, CallbackClass) for item in default) == 1
+    assert with_pruning_callback(callback) is callback
+
+
+def test_before_pruning_xinet_is_dense_ofenet_sac():
+    """Gated but before pruning starts, XiNetSAC computes exactly what the dense baseline computes."""
+    steps = PRUNING["learning_starts"] + 50
+    gated = make_model(pruning_start=10**6).learn(steps)
+    dense = make_model(cost_weight=0.0, policy_kwargs={**PRUNING["policy_kwargs"], "gates": "none"}).learn(steps)
+    assert not dense.policy.ofenet.gate_parameters()
+    obs = observations()
+    np.testing.assert_allclose(gated.predict(obs, deterministic=True)[0], dense.predict(obs, deterministic=True)[0], atol=1e-6)
+
+
+def test_small_from_scratch_is_built_at_the_given_widths():
+    policy_kwargs = dict(
+        gates="none", net_arch=dict(pi=[16], qf=[24, 8]), ofenet_kwargs=dict(state_units=[4, 4], state_action_units=[5])
+    )
+    model = XiNetSAC("MlpPolicy", "Pendulum-v1", buffer_size=100, cost_weight=0.0, policy_kwargs=policy_kwargs)
+    summary = model.pruning_summary()
+    units = {(layer.block, layer.layer): layer.units for network in summary.networks for layer in network.layers}
+    assert units == {
+        ("ofenet.state", 0): 4,
+        ("ofenet.state", 1): 4,
+        ("ofenet.state_action", 0): 5,
+        ("actor", 0): 16,
+        ("critic0", 0): 24,
+        ("critic0", 1): 8,
+        ("critic1", 0): 24,
+        ("critic1", 1): 8,
+    }
+    # OFENet: state layers (3+1+2)*4 + (7+1+2)*4; state-action (11+1+1+2)*5 on [phi_s, a]; head (17+1)*3
+    assert summary["ofenet"].params == 24 + 40 + 75 + 54
+
+
+@pytest.mark.skipif(not th.cuda.is_available(), reason="no CUDA device")
+def test_cuda():
+    model = make_model(device="cuda").learn(PRUNING["learning_starts"] + 100)
+    assert next(model.policy.parameters()).is_cuda
+    assert model.pruning_summary().params <= model.pruning_summary().initial_params
