@@ -47,6 +47,26 @@ def check_count(name: str, value: object, minimum: int) -> int:
     return int(value)
 
 
+COUNTS = {"ofenet_pretrain_steps": 0, "learning_starts": 0, "pruning_start": 0, "prune_freq": 1, "loss_scale_window": 1}
+
+
+def check_pruning_arguments(**kwargs: Any) -> dict[str, Any]:
+    """Validate XiNetSAC's own arguments (any subset; ``pruning_start=None`` means the default); return them
+    converted. Raises a ValueError that names the argument."""
+    checked = dict(kwargs)
+    if "cost_weight" in kwargs:
+        checked["cost_weight"] = check_cost_weight(kwargs["cost_weight"])
+    if "prune_threshold" in kwargs:
+        threshold = kwargs["prune_threshold"]
+        if isinstance(threshold, bool) or not isinstance(threshold, int | float) or not 0 <= threshold <= 1:
+            raise ValueError(f"prune_threshold must be a number in [0, 1], got {threshold!r}")
+        checked["prune_threshold"] = float(threshold)
+    for name, minimum in COUNTS.items():
+        if kwargs.get(name) is not None:
+            checked[name] = check_count(name, kwargs[name], minimum)
+    return checked
+
+
 class XiNetSAC(SAC):
     """Soft Actor-Critic on a Bernoulli-gated OFENet that prunes its own units while it learns.
 
@@ -101,17 +121,21 @@ class XiNetSAC(SAC):
         loss_scale_window: int = 10_000,
         _init_setup_model: bool = True,
     ) -> None:
-        self.cost_weight = check_cost_weight(cost_weight)
-        if isinstance(prune_threshold, bool) or not isinstance(prune_threshold, int | float) or not 0 <= prune_threshold <= 1:
-            raise ValueError(f"prune_threshold must be a number in [0, 1], got {prune_threshold!r}")
-        self.prune_threshold = float(prune_threshold)
-        self.ofenet_pretrain_steps = check_count("ofenet_pretrain_steps", ofenet_pretrain_steps, 0)
-        check_count("learning_starts", learning_starts, 0)
-        self.pruning_start = (
-            learning_starts + 10_000 if pruning_start is None else check_count("pruning_start", pruning_start, 0)
+        checked = check_pruning_arguments(
+            cost_weight=cost_weight,
+            prune_threshold=prune_threshold,
+            ofenet_pretrain_steps=ofenet_pretrain_steps,
+            learning_starts=learning_starts,
+            pruning_start=pruning_start,
+            prune_freq=prune_freq,
+            loss_scale_window=loss_scale_window,
         )
-        self.prune_freq = check_count("prune_freq", prune_freq, 1)
-        self.loss_scale_window = check_count("loss_scale_window", loss_scale_window, 1)
+        self.cost_weight = checked["cost_weight"]
+        self.prune_threshold = checked["prune_threshold"]
+        self.ofenet_pretrain_steps = checked["ofenet_pretrain_steps"]
+        self.pruning_start = learning_starts + 10_000 if pruning_start is None else checked["pruning_start"]
+        self.prune_freq = checked["prune_freq"]
+        self.loss_scale_window = checked["loss_scale_window"]
         # pruning state, saved with the model
         self.cost_active = False
         self.ofenet_pretrained = False
@@ -309,6 +333,9 @@ class XiNetSAC(SAC):
             z_sa_pi = ofenet.phi_sa_from_state(z_s, actions_pi)
             q_values_pi = th.cat(critic.q_values(z_sa_pi, stochastic=False), dim=1)
             min_qf_pi, _ = th.min(q_values_pi, dim=1, keepdim=True)
+            # the actor's loss scale: how much the choice of action moves Q (see docs/design.md)
+            min_qf_replay, _ = th.min(th.cat(current_q_values, dim=1).detach(), dim=1, keepdim=True)
+            action_gap = (min_qf_pi.detach() - min_qf_replay).abs().mean().item()
             per_sample_actor = (ent_coef * log_prob - min_qf_pi).squeeze(1)
             actor_loss = per_sample_actor.mean()
             actor_losses.append(actor_loss.item())
@@ -323,7 +350,7 @@ class XiNetSAC(SAC):
             aux_losses.append(self._aux_step(batch_size, cost_grads))
             policy.project_()
             self.loss_scales["critic"].update(critic_losses[-1])
-            self.loss_scales["actor"].update(min_qf_pi.std().item())
+            self.loss_scales["actor"].update(action_gap)
 
             if gradient_step % self.target_update_interval == 0:
                 polyak_update(critic.parameters(), self.critic_target.parameters(), self.tau)

@@ -1,0 +1,164 @@
+"""Export the deterministic actor of a saved XiNetSAC model (OFENet state branch + actor) as TorchScript and ONNX.
+
+The exported network maps a batch of float32 observations to the actions ``model.predict(obs,
+deterministic=True)`` returns (squashed by tanh and rescaled to the action space's bounds). It is built from
+plain torch modules: each BatchNorm (running statistics) is folded into the linear layer before it, and a gate
+scales its unit by theta (the deterministic rule), a product left out where every theta is 1. The files run
+with torch alone (TorchScript) or with ONNX Runtime alone (ONNX); neither needs SB3 or sb3_xinet.
+
+    python -m sb3_xinet.export logs/xinet_sac/Hopper-v5_1/Hopper-v5.zip --out exported/hopper
+
+writes ``exported/hopper.pt`` and ``exported/hopper.onnx`` and prints their parameter count and
+single-observation latency.
+"""
+
+import argparse
+import statistics
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch as th
+from torch import nn
+
+from sb3_xinet.nets import GatedLayer
+from sb3_xinet.xinet_sac import XiNetSAC
+
+
+class ExportedLayer(nn.Module):
+    """``act(linear(x))``, times a per-unit scale when the unit's theta is not 1."""
+
+    def __init__(self, linear: nn.Linear, activation: nn.Module, scale: th.Tensor) -> None:
+        super().__init__()
+        self.linear = linear
+        self.activation = activation
+        self.scaled = bool((scale != 1).any())
+        self.register_buffer("scale", scale.clone())
+
+    def forward(self, x: th.Tensor) -> th.Tensor:
+        h = self.activation(self.linear(x))
+        if self.scaled:
+            h = h * self.scale
+        return h
+
+
+class DeterministicActor(nn.Module):
+    """OFENet's state branch (DenseNet: each layer's output concatenated to its input), the actor's hidden
+    layers, the mean head, tanh, and the rescaling to ``[low, high]``."""
+
+    def __init__(
+        self, dense: list[ExportedLayer], hidden: list[ExportedLayer], mu: nn.Linear, low: th.Tensor, high: th.Tensor
+    ) -> None:
+        super().__init__()
+        self.dense = nn.ModuleList(dense)
+        self.hidden = nn.ModuleList(hidden)
+        self.mu = mu
+        self.register_buffer("low", low)
+        self.register_buffer("high", high)
+
+    def forward(self, obs: th.Tensor) -> th.Tensor:
+        x = obs
+        for layer in self.dense:
+            x = th.cat([x, layer(x)], dim=1)
+        for layer in self.hidden:
+            x = layer(x)
+        action = th.tanh(self.mu(x))
+        return self.low + 0.5 * (action + 1.0) * (self.high - self.low)
+
+
+def export_layer(layer: GatedLayer) -> ExportedLayer:
+    """A plain copy of a gated layer in inference mode: BN folded into the linear layer, theta as a scale."""
+    weight, bias = layer.linear.weight.detach().clone(), layer.linear.bias.detach().clone()
+    if layer.bn is not None:
+        bn = layer.bn
+        factor = bn.weight.detach() / th.sqrt(bn.running_var + bn.eps)
+        weight = weight * factor[:, None]
+        bias = (bias - bn.running_mean) * factor + bn.bias.detach()
+    linear = nn.Linear(weight.shape[1], weight.shape[0])
+    linear.weight.data.copy_(weight)
+    linear.bias.data.copy_(bias)
+    scale = layer.gate.theta.detach() if layer.gate is not None else th.ones(weight.shape[0])
+    return ExportedLayer(linear, type(layer.activation)(), scale)
+
+
+def deterministic_actor(model: XiNetSAC) -> DeterministicActor:
+    """The plain-torch deterministic actor of a model, on the CPU, in eval mode."""
+    policy = model.policy
+    mu = nn.Linear(policy.actor.mu.in_features, policy.actor.mu.out_features)
+    mu.load_state_dict(policy.actor.mu.state_dict())
+    space = model.action_space
+    actor = DeterministicActor(
+        [export_layer(layer) for layer in policy.ofenet.state.layers],
+        [export_layer(layer) for layer in policy.actor.latent_pi.layers],
+        mu,
+        th.as_tensor(space.low, dtype=th.float32),
+        th.as_tensor(space.high, dtype=th.float32),
+    )
+    return actor.cpu().eval()
+
+
+def export(model: XiNetSAC | str | Path, out: str | Path, onnx: bool = True) -> dict[str, Path]:
+    """Write ``<out>.pt`` (TorchScript) and, if ``onnx``, ``<out>.onnx``; return the paths written."""
+    if not isinstance(model, XiNetSAC):
+        model = XiNetSAC.load(model, device="cpu")
+    actor = deterministic_actor(model)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    example = th.zeros(2, model.observation_space.shape[0])
+    paths = {"torchscript": out.with_suffix(".pt")}
+    with warnings.catch_warnings():
+        # deprecated in favour of torch.export, whose files need torch.export.load; TorchScript files load with
+        # torch.jit.load in any torch since 1.x and in LibTorch (C++), which is what deployment hosts have
+        warnings.simplefilter("ignore", DeprecationWarning)
+        th.jit.script(actor).save(str(paths["torchscript"]))
+    if onnx:
+        paths["onnx"] = out.with_suffix(".onnx")
+        th.onnx.export(
+            actor,
+            (example,),
+            str(paths["onnx"]),
+            input_names=["observation"],
+            output_names=["action"],
+            dynamic_shapes={"obs": {0: th.export.Dim("batch")}},
+            verbose=False,
+        )
+    return paths
+
+
+def latency_us(run, rounds: int = 7, number: int = 200) -> float:
+    """Median over rounds of the mean time of ``number`` calls, in microseconds."""
+    run()
+    times = []
+    for _ in range(rounds):
+        start = time.perf_counter()
+        for _ in range(number):
+            run()
+        times.append((time.perf_counter() - start) / number * 1e6)
+    return statistics.median(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("model", help="a XiNetSAC save (.zip)")
+    parser.add_argument("--out", required=True, help="output path without suffix")
+    parser.add_argument("--no-onnx", action="store_true", help="TorchScript only")
+    args = parser.parse_args()
+    model = XiNetSAC.load(args.model, device="cpu")
+    paths = export(model, args.out, onnx=not args.no_onnx)
+    params = sum(p.numel() for p in deterministic_actor(model).parameters())
+    obs = th.zeros(1, model.observation_space.shape[0])
+    scripted = th.jit.load(str(paths["torchscript"]))
+    print(f"exported actor: {params:,} parameters (BatchNorm folded)")
+    with th.no_grad():
+        print(f"  {paths['torchscript']}: {latency_us(lambda: scripted(obs)):.1f} us per observation")
+    if "onnx" in paths:
+        import onnxruntime
+
+        session = onnxruntime.InferenceSession(str(paths["onnx"]), providers=["CPUExecutionProvider"])
+        feed = {"observation": np.zeros((1, obs.shape[1]), dtype=np.float32)}
+        print(f"  {paths['onnx']}: {latency_us(lambda: session.run(None, feed)):.1f} us per observation")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,167 @@
+"""RL Zoo integration: the algorithm keys, the packaged hyperparameter files, their validation, the Optuna sampler.
+
+Two keys: ``xinet_sac`` (XiNetSAC) and ``ofenet_sac`` (the dense OFENet-SAC baseline: the same class, whose
+packaged YAML sets ``gates="none"`` and ``cost_weight: 0``). The zoo looks for ``rl_zoo3/hyperparams/<algo>.yml``,
+which does not exist for them, so the entry points pass ``--conf-file`` with the packaged file unless the user
+gave one. The zoo hands every YAML key verbatim to the constructor, so an unknown key would surface as a bare
+``TypeError`` deep in the zoo: :func:`check_entry` names the key, the env and the file first.
+"""
+
+import argparse
+import inspect
+from collections.abc import Callable
+from importlib.resources import files
+from pathlib import Path
+from typing import Any
+
+import optuna
+import rl_zoo3
+import rl_zoo3.exp_manager
+import rl_zoo3.hyperparams_opt
+import yaml
+
+from sb3_xinet.policies import XiNetPolicy
+from sb3_xinet.xinet_sac import XiNetSAC, check_pruning_arguments
+
+ALGOS: dict[str, type] = {"xinet_sac": XiNetSAC, "ofenet_sac": XiNetSAC}
+
+# keys the zoo consumes itself instead of passing them to the algorithm (rl_zoo3 2.9 exp_manager)
+ZOO_KEYS = {
+    "n_timesteps",
+    "policy",
+    "n_envs",
+    "normalize",
+    "frame_stack",
+    "env_wrapper",
+    "vec_env_wrapper",
+    "callback",
+    "monitor_kwargs",
+    "env_kwargs",
+    "noise_type",
+    "noise_std",
+}
+PRUNING_KEYS = {"cost_weight", "prune_threshold", "ofenet_pretrain_steps", "pruning_start", "prune_freq", "loss_scale_window"}
+# constructor arguments the zoo sets itself
+ZOO_SET = {"self", "policy", "env", "tensorboard_log", "seed", "verbose", "device", "_init_setup_model"}
+
+
+def default_config(algo: str) -> Path:
+    """The packaged hyperparameter file of one of our keys."""
+    return Path(str(files("sb3_xinet") / "hyperparams" / f"{algo}.yml"))
+
+
+class XiNetSACForEvaluation(XiNetSAC):
+    """XiNetSAC whose ``load`` allocates a 1-transition replay buffer, registered for enjoy and record_video.
+
+    The zoo passes ``buffer_size=1`` at load time only to the off-policy algorithms it knows (a list local to
+    ``rl_zoo3.enjoy``); without it, loading would allocate the saved buffer size (1M transitions).
+    """
+
+    @classmethod
+    def load(cls, path, env=None, device="auto", custom_objects=None, print_system_info=False, force_reset=True, **kwargs):
+        kwargs.setdefault("buffer_size", 1)
+        return super().load(path, env, device, custom_objects, print_system_info, force_reset, **kwargs)
+
+
+def register(evaluation: bool = False) -> None:
+    """Add our keys to the zoo's algorithm table (the dict object train, enjoy and record_video share)."""
+    rl_zoo3.ALGOS.update({algo: XiNetSACForEvaluation if evaluation else cls for algo, cls in ALGOS.items()})
+    rl_zoo3.hyperparams_opt.HYPERPARAMS_SAMPLER.setdefault("xinet_sac", make_sampler({}))
+    rl_zoo3.hyperparams_opt.HYPERPARAMS_CONVERTER.setdefault("xinet_sac", dict)
+
+
+def parse_zoo_args(argv: list[str]) -> argparse.Namespace:
+    """The few zoo flags we need to look at, parsed the way the zoo parses them (abbreviations included)."""
+    parser = argparse.ArgumentParser(add_help=False)
+    parser.add_argument("--algo", default="ppo")
+    parser.add_argument("--env", default="CartPole-v1")
+    parser.add_argument("-conf", "--conf-file", default=None)
+    parser.add_argument("-optimize", "--optimize-hyperparameters", action="store_true", default=False)
+    return parser.parse_known_args(argv)[0]
+
+
+def with_default_config(argv: list[str]) -> list[str]:
+    """``argv`` plus ``--conf-file <packaged yml>`` when the algo is ours and no config file was given."""
+    args = parse_zoo_args(argv)
+    if args.algo in ALGOS and args.conf_file is None:
+        return [*argv, "--conf-file", str(default_config(args.algo))]
+    return argv
+
+
+def load_entry(config: str | Path, env_id: str) -> dict[str, Any] | None:
+    """The YAML entry the zoo would use for ``env_id`` (its own fallback: the env id, then ``default``)."""
+    path = Path(config)
+    if path.suffix not in (".yml", ".yaml") or not path.exists():
+        return None  # a python config or a module path: the zoo reads it, nothing to check here
+    with path.open() as handle:
+        entries = yaml.load(handle, Loader=yaml.UnsafeLoader) or {}  # the zoo's own loader (!!python tags)
+    entry = entries.get(env_id, entries.get("default"))
+    if entry is None:
+        raise ValueError(f"{path} has no entry for {env_id} and no 'default' entry: add one (see hyperparams/README.md)")
+    return entry
+
+
+def check_entry(entry: dict[str, Any], env_id: str, config: str | Path) -> None:
+    """Raise a ValueError that names any key or ``policy_kwargs`` key XiNetSAC would not accept, or a bad value
+    of XiNetSAC's own arguments (SAC's are checked by SAC when the zoo builds the model)."""
+    accepted = set(inspect.signature(XiNetSAC.__init__).parameters) - ZOO_SET
+    where = f"entry {env_id!r} of {config}"
+    for key in entry:
+        if key not in accepted | ZOO_KEYS:
+            raise ValueError(f"Unknown hyperparameter {key!r} in {where}; XiNetSAC accepts {sorted(accepted)}")
+    try:
+        check_pruning_arguments(**{key: value for key, value in entry.items() if key in PRUNING_KEYS})
+    except ValueError as error:
+        raise ValueError(f"Bad value in {where}: {error}") from error
+    policy_kwargs = entry.get("policy_kwargs", {})
+    if isinstance(policy_kwargs, str):  # the zoo evaluates strings; check the dict they give
+        policy_kwargs = eval(policy_kwargs, vars(rl_zoo3.exp_manager))  # what the zoo itself does with it
+    if not isinstance(policy_kwargs, dict):
+        raise ValueError(f"policy_kwargs in {where} must be a mapping, got {policy_kwargs!r}")
+    policy_accepted = set(inspect.signature(XiNetPolicy.__init__).parameters) - {"self", "observation_space", "action_space"}
+    for key in policy_kwargs:
+        if key not in policy_accepted:
+            raise ValueError(f"Unknown policy_kwargs key {key!r} in {where}; XiNetPolicy accepts {sorted(policy_accepted)}")
+
+
+def make_sampler(policy_kwargs: dict[str, Any]) -> Callable[[optuna.Trial, int, int, dict], dict[str, Any]]:
+    """The Optuna sampler of the XiNet knobs, merging into the YAML's ``policy_kwargs``.
+
+    The zoo replaces ``policy_kwargs`` wholesale with a sampled one, so the sampler is built with the YAML
+    entry's ``policy_kwargs`` and returns them updated. Sampled: the cost weight c (log-uniform 0.1-10), the
+    prune threshold, the thetas' learning rate and OFENet's width (units per layer, same number of layers).
+    """
+
+    def sample_xinet_sac_params(trial: optuna.Trial, n_actions: int, n_envs: int, additional_args: dict) -> dict[str, Any]:
+        ofenet_kwargs = dict(policy_kwargs.get("ofenet_kwargs", {}))
+        n_layers = len(ofenet_kwargs.get("state_units", [40] * 6))
+        units = trial.suggest_categorical("ofenet_units", [20, 40, 60])
+        ofenet_kwargs.update(state_units=[units] * n_layers, state_action_units=[units] * n_layers)
+        return {
+            "cost_weight": trial.suggest_float("cost_weight", 0.1, 10.0, log=True),
+            "prune_threshold": trial.suggest_categorical("prune_threshold", [1e-3, 1e-2, 5e-2]),
+            "policy_kwargs": {
+                **policy_kwargs,
+                "ofenet_kwargs": ofenet_kwargs,
+                "theta_learning_rate": trial.suggest_float("theta_learning_rate", 1e-4, 1e-2, log=True),
+            },
+        }
+
+    return sample_xinet_sac_params
+
+
+def prepare(argv: list[str]) -> list[str]:
+    """Register our keys, add the packaged config, check its entry for the env; return the argv for the zoo."""
+    register()
+    argv = with_default_config(argv)
+    args = parse_zoo_args(argv)
+    if args.optimize_hyperparameters and args.algo == "ofenet_sac":
+        raise ValueError("--optimize samples the XiNet knobs: use it with --algo xinet_sac, not the dense baseline")
+    if args.algo in ALGOS and args.conf_file is not None:
+        entry = load_entry(args.conf_file, args.env)
+        if entry is not None:
+            check_entry(entry, args.env, args.conf_file)
+            policy_kwargs = entry.get("policy_kwargs", {})
+            if isinstance(policy_kwargs, dict):
+                rl_zoo3.hyperparams_opt.HYPERPARAMS_SAMPLER[args.algo] = make_sampler(policy_kwargs)
+    return argv

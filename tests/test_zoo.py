@@ -1,0 +1,115 @@
+"""RL Zoo training, evaluation and hyperparameter search through ``python -m sb3_xinet.train`` / ``enjoy``."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import optuna
+import pytest
+import yaml
+
+from sb3_xinet import XiNetSAC
+from sb3_xinet.zoo import default_config, prepare
+
+# A tiny budget with the packaged Pendulum-v1 entry; a fast schedule so that pruning happens within it
+TINY = ["-params", "learning_starts:100", "ofenet_pretrain_steps:20", "pruning_start:150", "prune_freq:50", "cost_weight:20.0"]
+
+
+def zoo(module: str, *args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", f"sb3_xinet.{module}", "--num-threads", "1", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+def test_train_then_enjoy_a_pruned_model(tmp_path):
+    args = ["--algo", "xinet_sac", "--env", "Pendulum-v1", "-f", "logs"]
+    result = zoo("train", *args, "-n", "600", "--seed", "0", *TINY, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    saved = tmp_path / "logs" / "xinet_sac" / "Pendulum-v1_1" / "Pendulum-v1.zip"
+    model = XiNetSAC.load(saved, device="cpu")
+    summary = model.pruning_summary()
+    assert summary.params < summary.initial_params
+
+    enjoy = zoo("enjoy", *args, "--no-render", "-n", "400", "--deterministic", cwd=tmp_path)
+    assert enjoy.returncode == 0, enjoy.stderr[-3000:]
+    assert "Mean reward" in enjoy.stdout
+
+
+def test_optimize_two_trials_on_a_sqlite_storage(tmp_path):
+    storage = f"sqlite:///{tmp_path / 'study.db'}"
+    args = ["--algo", "xinet_sac", "--env", "Pendulum-v1", "-n", "300", "-f", "logs", "--optimize", "--n-trials", "2"]
+    args += ["--n-startup-trials", "2", "--n-evaluations", "1", "--eval-episodes", "1", "--no-optim-plots"]
+    args += ["--storage", storage, "--study-name", "xinet", "--pruner", "none", *TINY]
+    result = zoo("train", *args, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    study = optuna.load_study(study_name="xinet", storage=storage)
+    trials = [trial for trial in study.trials if trial.state == optuna.trial.TrialState.COMPLETE]
+    assert len(trials) == 2
+    assert {"cost_weight", "prune_threshold", "theta_learning_rate", "ofenet_units"} <= set(trials[0].params)
+
+
+def test_the_packaged_config_is_found_and_overridable(tmp_path):
+    argv = prepare(["--algo", "xinet_sac", "--env", "Hopper-v5"])
+    assert argv[-2:] == ["--conf-file", str(default_config("xinet_sac"))]
+    own = tmp_path / "own.yml"
+    own.write_text(yaml.safe_dump({"Hopper-v5": {"policy": "MlpPolicy", "n_timesteps": 10}}))
+    for flag in ("-conf", "--conf-file", "--conf"):
+        assert prepare(["--algo", "xinet_sac", "--env", "Hopper-v5", flag, str(own)]) == [
+            "--algo",
+            "xinet_sac",
+            "--env",
+            "Hopper-v5",
+            flag,
+            str(own),
+        ]
+    assert prepare(["--algo", "sac", "--env", "Hopper-v5"]) == ["--algo", "sac", "--env", "Hopper-v5"]
+
+
+@pytest.mark.parametrize("env_id", ["Pendulum-v1", "Hopper-v5", "Walker2d-v5", "HalfCheetah-v5", "Ant-v5", "Humanoid-v5"])
+@pytest.mark.parametrize("algo", ["xinet_sac", "ofenet_sac"])
+def test_packaged_entries_build(algo, env_id):
+    """Every packaged entry passes the checks and builds its model (MuJoCo v5 entries set learning_starts)."""
+    prepare(["--algo", algo, "--env", env_id])
+    with default_config(algo).open() as handle:
+        entry = dict(yaml.load(handle, Loader=yaml.UnsafeLoader)[env_id])
+    if env_id != "Pendulum-v1":
+        assert entry["learning_starts"] == 10_000
+    kwargs = {key: value for key, value in entry.items() if key not in ("n_timesteps", "policy")}
+    model = XiNetSAC("MlpPolicy", env_id, buffer_size=10, **kwargs)
+    assert (model.cost_weight > 0) == (algo == "xinet_sac")
+    assert (model.policy.gates == "none") == (algo == "ofenet_sac")
+
+
+@pytest.mark.parametrize(
+    ("entry", "message"),
+    [
+        ({"policy": "MlpPolicy", "n_timesteps": 10, "cost_wieght": 1.0}, "'cost_wieght'"),
+        ({"policy": "MlpPolicy", "n_timesteps": 10, "cost_weight": -1.0}, "cost_weight"),
+        ({"policy": "MlpPolicy", "n_timesteps": 10, "prune_threshold": 2}, "prune_threshold"),
+        ({"policy": "MlpPolicy", "n_timesteps": 10, "policy_kwargs": {"ofenet_size": 3}}, "'ofenet_size'"),
+        ({"policy": "MlpPolicy", "n_timesteps": 10, "policy_kwargs": "dict(gate=None)"}, "'gate'"),
+    ],
+)
+def test_bad_yaml_entries_name_the_problem(tmp_path, entry, message):
+    config = tmp_path / "bad.yml"
+    config.write_text(yaml.safe_dump({"Pendulum-v1": entry}))
+    with pytest.raises(ValueError, match=message) as error:
+        prepare(["--algo", "xinet_sac", "--env", "Pendulum-v1", "-conf", str(config)])
+    assert "Pendulum-v1" in str(error.value) and str(config) in str(error.value)
+
+
+def test_an_env_missing_from_the_yaml(tmp_path):
+    config = tmp_path / "only_hopper.yml"
+    config.write_text(yaml.safe_dump({"Hopper-v5": {"policy": "MlpPolicy", "n_timesteps": 10}}))
+    with pytest.raises(ValueError, match="no entry for Pendulum-v1"):
+        prepare(["--algo", "xinet_sac", "--env", "Pendulum-v1", "-conf", str(config)])
+
+
+def test_an_unknown_env_is_named(tmp_path):
+    result = zoo("train", "--algo", "xinet_sac", "--env", "Hoper-v5", "-n", "10", "-f", "logs", cwd=tmp_path)
+    assert result.returncode != 0
+    assert "Hoper-v5 not found in gym registry" in result.stderr
