@@ -52,6 +52,23 @@ def test_optimize_two_trials_on_a_sqlite_storage(tmp_path):
     assert {"cost_weight", "prune_threshold", "theta_learning_rate", "ofenet_units"} <= set(trials[0].params)
 
 
+def test_a_study_shared_by_two_workers(tmp_path):
+    """Two processes, one trial each, on one storage: the way to spread a search over machines."""
+    storage = f"sqlite:///{tmp_path / 'shared.db'}"
+    args = ["--algo", "xinet_sac", "--env", "Pendulum-v1", "-n", "300", "--optimize", "--n-trials", "1"]
+    args += ["--n-startup-trials", "2", "--n-evaluations", "1", "--eval-episodes", "1", "--no-optim-plots"]
+    args += ["--storage", storage, "--study-name", "shared", "--pruner", "none", *TINY]
+    command = [sys.executable, "-m", "sb3_xinet.train", "--num-threads", "1", *args]
+    # create the storage first: two workers creating a fresh sqlite schema at once race (Optuna's advice)
+    optuna.create_study(study_name="shared", storage=storage, direction="maximize")
+    workers = [subprocess.Popen([*command, "-f", f"logs{i}"], cwd=tmp_path, stderr=subprocess.PIPE, text=True) for i in (0, 1)]
+    for worker in workers:
+        _, stderr = worker.communicate(timeout=600)
+        assert worker.returncode == 0, stderr[-3000:]
+    study = optuna.load_study(study_name="shared", storage=storage)
+    assert [trial.state for trial in study.trials] == [optuna.trial.TrialState.COMPLETE] * 2
+
+
 def test_the_packaged_config_is_found_and_overridable(tmp_path):
     argv = prepare(["--algo", "xinet_sac", "--env", "Hopper-v5"])
     assert argv[-2:] == ["--conf-file", str(default_config("xinet_sac"))]

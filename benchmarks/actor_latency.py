@@ -1,0 +1,128 @@
+"""Single-observation latency of the deterministic actor (OFENet state branch + actor) on CPU, Hopper-v5 sizes.
+
+Two networks: the dense OFENet actor (6 x 40 OFENet units, 256-256 actor) and a pruned one, either a real
+pruned model (``--pruned PATH`` to a XiNetSAC save) or, without it, the dense one with all but ``--keep`` of
+the units of every layer removed by hand. Four ways to run each:
+
+- ``sb3_predict``: ``model.predict(obs, deterministic=True)`` (SB3's preprocessing and numpy round trip included);
+- ``eager``: the exported plain-torch module (:mod:`sb3_xinet.export`), ``torch.no_grad``;
+- ``torchscript``: the exported ``.pt`` file loaded with ``torch.jit.load``;
+- ``onnxruntime``: the exported ``.onnx`` file in ONNX Runtime (CPU provider, 1 intra-op thread).
+
+Each is timed over ``--number`` calls per round, in interleaved rounds; we report the median over rounds.
+
+    python benchmarks/actor_latency.py --rounds 15 --out benchmarks/results/actor_latency
+"""
+
+import argparse
+import csv
+import os
+import platform
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import onnxruntime
+import torch as th
+from throughput import remove_by_hand
+
+from sb3_xinet import XiNetSAC
+from sb3_xinet.export import deterministic_actor, export, latency_us
+
+ENV = "Hopper-v5"
+
+
+def runners(model: XiNetSAC, folder: Path) -> dict:
+    """The four ways to compute an action for one observation."""
+    paths = export(model, folder / "actor")
+    obs_np = np.zeros((1, model.observation_space.shape[0]), dtype=np.float32)
+    obs = th.as_tensor(obs_np)
+    eager = deterministic_actor(model)
+    scripted = th.jit.load(str(paths["torchscript"]))
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = 1
+    session = onnxruntime.InferenceSession(str(paths["onnx"]), options, providers=["CPUExecutionProvider"])
+
+    def run_eager() -> None:
+        with th.no_grad():
+            eager(obs)
+
+    def run_scripted() -> None:
+        with th.no_grad():
+            scripted(obs)
+
+    return {
+        "sb3_predict": lambda: model.predict(obs_np[0], deterministic=True),
+        "eager": run_eager,
+        "torchscript": run_scripted,
+        "onnxruntime": lambda: session.run(None, {"observation": obs_np}),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--pruned", default=None, help="a pruned XiNetSAC save (.zip)")
+    parser.add_argument("--keep", type=float, default=0.2)
+    parser.add_argument("--rounds", type=int, default=15)
+    parser.add_argument("--number", type=int, default=300)
+    parser.add_argument("--out", default="benchmarks/results/actor_latency")
+    args = parser.parse_args()
+    th.set_num_threads(1)
+
+    dense = XiNetSAC("MlpPolicy", ENV, buffer_size=1, cost_weight=0.0, policy_kwargs=dict(gates="none"), device="cpu")
+    if args.pruned:
+        pruned = XiNetSAC.load(args.pruned, device="cpu", buffer_size=1)
+    else:
+        pruned = XiNetSAC("MlpPolicy", ENV, buffer_size=1, device="cpu")
+        remove_by_hand(pruned, args.keep)
+    models = {"dense": dense, "pruned": pruned}
+    with tempfile.TemporaryDirectory() as folder:
+        runs = {}
+        for name, model in models.items():
+            (Path(folder) / name).mkdir()
+            for how, run in runners(model, Path(folder) / name).items():
+                runs[(name, how)] = run
+        times: dict = {key: [] for key in runs}
+        for _ in range(args.rounds):
+            for key, run in runs.items():
+                times[key].append(latency_us(run, rounds=1, number=args.number))
+
+    machine = f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, 1 torch thread"
+    rows = []
+    for (name, how), values in times.items():
+        actor = deterministic_actor(models[name])
+        rows.append(
+            dict(
+                network=name,
+                runtime=how,
+                params=sum(p.numel() for p in actor.parameters()),
+                layers=len(actor.dense) + len(actor.hidden) + 1,
+                latency_us=round(float(np.median(values)), 1),
+                vs_dense_eager=round(float(np.median(values)) / float(np.median(times[("dense", "eager")])), 2),
+            )
+        )
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with out.with_suffix(".csv").open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    source = args.pruned or f"dense with {args.keep:.0%} of every layer's units kept"
+    lines = [
+        f"Single-observation actor latency on {ENV} (pruned: {source}; median of {args.rounds} interleaved rounds "
+        f"of {args.number} calls; {machine})",
+        "",
+        "| network | runtime | parameters | layers | latency us | vs dense eager |",
+        "|---|---|---:|---:|---:|---:|",
+        *(
+            f"| {r['network']} | {r['runtime']} | {r['params']:,} | {r['layers']} | {r['latency_us']} | "
+            f"{r['vs_dense_eager']} |"
+            for r in rows
+        ),
+    ]
+    out.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
