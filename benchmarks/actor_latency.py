@@ -15,7 +15,6 @@ Each is timed over ``--number`` calls per round, in interleaved rounds; we repor
 """
 
 import argparse
-import csv
 import os
 import platform
 import tempfile
@@ -24,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime
 import torch as th
+from tables import write_results
 from throughput import remove_by_hand
 
 from sb3_xinet import XiNetSAC
@@ -101,27 +101,14 @@ def main() -> None:
                 vs_dense_eager=round(float(np.median(values)) / float(np.median(times[("dense", "eager")])), 2),
             )
         )
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with out.with_suffix(".csv").open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
     source = args.pruned or f"dense with {args.keep:.0%} of every layer's units kept"
-    lines = [
+    title = (
         f"Single-observation actor latency on {ENV} (pruned: {source}; median of {args.rounds} interleaved rounds "
-        f"of {args.number} calls; {machine})",
-        "",
-        "| network | runtime | parameters | layers | latency us | vs dense eager |",
-        "|---|---|---:|---:|---:|---:|",
-        *(
-            f"| {r['network']} | {r['runtime']} | {r['params']:,} | {r['layers']} | {r['latency_us']} | "
-            f"{r['vs_dense_eager']} |"
-            for r in rows
-        ),
-    ]
-    out.with_suffix(".md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+        f"of {args.number} calls; {machine})"
+    )
+    columns = dict(network="network", runtime="runtime", params="parameters", layers="layers")
+    columns.update(latency_us="latency us", vs_dense_eager="vs dense eager")
+    print(write_results(args.out, rows, title, columns))
 
 
 if __name__ == "__main__":

@@ -18,7 +18,6 @@ rounds and its ratio to ``dense``; interleaving makes the ratios robust to the d
 """
 
 import argparse
-import csv
 import os
 import platform
 import statistics
@@ -29,6 +28,7 @@ from typing import Any
 import gymnasium as gym
 import torch as th
 from stable_baselines3 import SAC
+from tables import write_results
 
 from sb3_xinet import XiNetSAC
 
@@ -113,22 +113,12 @@ def main() -> None:
                 machine=machine,
             )
         )
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with out.with_suffix(".csv").open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    lines = [
+    title = (
         f"Env steps/s on {ENV}, training included "
-        f"(median of {args.rounds} interleaved rounds of {args.chunk} steps; {machine})",
-        "",
-        "| variant | parameters | steps/s | vs dense OFENet-SAC |",
-        "|---|---:|---:|---:|",
-        *(f"| {r['variant']} | {r['params']:,} | {r['steps_per_s']} | {r['vs_dense']} |" for r in rows),
-    ]
-    out.with_suffix(".md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+        f"(median of {args.rounds} interleaved rounds of {args.chunk} steps; {machine})"
+    )
+    columns = dict(variant="variant", params="parameters", steps_per_s="steps/s", vs_dense="vs dense OFENet-SAC")
+    print(write_results(args.out, rows, title, columns))
 
 
 if __name__ == "__main__":
