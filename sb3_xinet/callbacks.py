@@ -24,6 +24,9 @@ class XiNetPruningCallback(BaseCallback):
     :param pruning_start: env step at which the regularizer and pruning start (None: the model's)
     :param prune_freq: env steps between two removals (None: the model's)
     :param verbose: 1 prints every removal
+
+    ``removals`` lists, for every removal during the callback's runs, the env step and what went (per block,
+    per layer id, the units' positions within their layer at that moment), e.g. to follow units over time.
     """
 
     model: "XiNetSAC"
@@ -37,6 +40,7 @@ class XiNetPruningCallback(BaseCallback):
         self._prune_freq = prune_freq
         self._last_prune = 0
         self._summary: PruningSummary | None = None
+        self.removals: list[tuple[int, dict[str, dict[int, list[int]]]]] = []
 
     @property
     def pruning_start(self) -> int:
@@ -77,6 +81,7 @@ class XiNetPruningCallback(BaseCallback):
         removed = self.model.prune()
         if not removed:
             return
+        self.removals.append((self.num_timesteps, removed))
         self._summary = None
         if self.verbose >= 1:
             count = sum(len(units) for layers in removed.values() for units in layers.values())

@@ -60,7 +60,11 @@ def test_a_configured_callback_replaces_the_default():
     model = make_model(pruning_start=10**6)
     callback = XiNetPruningCallback(pruning_start=150, prune_freq=25)
     model.learn(STEPS, callback=CallbackList([CheckpointCallback(10**6, "unused"), callback]))
-    assert model.pruning_summary().params < model.pruning_summary().initial_params
+    summary = model.pruning_summary()
+    assert summary.params < summary.initial_params
+    assert all(150 <= step <= STEPS for step, _ in callback.removals)
+    removed = sum(len(units) for _, blocks in callback.removals for layers in blocks.values() for units in layers.values())
+    assert removed == summary.initial_units - summary.units
 
     default = with_pruning_callback([CheckpointCallback(10**6, "unused")])
     assert sum(isinstance(item, CallbackClass) for item in default) == 1

@@ -1,0 +1,106 @@
+"""Plots of a ``benchmarks/compare.py`` results folder: return and parameters vs steps, units alive per layer over
+time, final return vs parameters. Writes PNGs next to the CSVs.
+
+    python benchmarks/plots.py benchmarks/results/hopper_100k
+"""
+
+import argparse
+import csv
+import json
+from collections import defaultdict
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # after choosing the headless backend
+
+LABELS = {"sac": "SB3 SAC", "dense": "dense OFENet-SAC", "xinet": "XiNetSAC", "small": "small OFENet-SAC"}
+
+
+def read_curves(folder: Path) -> dict[tuple[str, str], list[list[dict[str, str]]]]:
+    """(env, algo) -> one list of rows per seed."""
+    curves: dict[tuple[str, str], list[list[dict[str, str]]]] = defaultdict(list)
+    for path in sorted((folder / "curves").glob("*.csv")):
+        with path.open(newline="") as handle:
+            rows = [row for row in csv.DictReader(handle) if row["steps_per_s"]]  # the final row repeats the last step
+        if rows:
+            curves[(rows[0]["env"], rows[0]["algo"])].append(rows)
+    return curves
+
+
+def plot_curves(curves, env: str, key: str, ylabel: str, out: Path) -> None:
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for (curve_env, algo), runs in sorted(curves.items()):
+        if curve_env != env:
+            continue
+        for i, rows in enumerate(runs):
+            steps = [int(row["step"]) for row in rows]
+            ax.plot(steps, [float(row[key]) for row in rows], color=f"C{list(LABELS).index(algo)}", alpha=0.8,
+                    label=LABELS.get(algo, algo) if i == 0 else None)  # fmt: skip
+    ax.set(xlabel="env steps", ylabel=ylabel, title=env)
+    if key == "params":
+        ax.set_yscale("log")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+
+
+def plot_units(curves, env: str, out: Path) -> None:
+    """Units alive per layer of the first XiNetSAC run, one line per layer."""
+    runs = curves.get((env, "xinet"))
+    if not runs:
+        return
+    rows = runs[0]
+    steps = [int(row["step"]) for row in rows]
+    units = [json.loads(row["units"]) for row in rows]
+    blocks = list(units[0])
+    fig, axes = plt.subplots(1, len(blocks), figsize=(3.2 * len(blocks), 3.2), sharey=False)
+    for ax, block in zip(axes, blocks, strict=True):
+        for layer in range(len(units[0][block])):
+            ax.plot(steps, [u[block][layer] for u in units], label=f"layer {layer}")
+        ax.set(title=block, xlabel="env steps", ylabel="units alive")
+    axes[0].legend(fontsize=7)
+    fig.suptitle(f"{env}: XiNetSAC units alive per layer (seed {rows[0]['seed']})")
+    fig.tight_layout()
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+
+
+def plot_final(folder: Path, env: str, out: Path) -> None:
+    path = folder / "runs.csv"
+    if not path.exists():
+        return
+    with path.open(newline="") as handle:
+        rows = [row for row in csv.DictReader(handle) if row["env"] == env]
+    if not rows:
+        return
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for algo in LABELS:
+        runs = [row for row in rows if row["algo"] == algo]
+        if runs:
+            ax.scatter([int(r["params"]) for r in runs], [float(r["return_mean"]) for r in runs], label=LABELS[algo])
+    ax.set(xscale="log", xlabel="parameters (OFENet + actor + critics)", ylabel="final return (10 episodes)", title=env)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("folder", type=Path)
+    args = parser.parse_args()
+    curves = read_curves(args.folder)
+    for env in sorted({env for env, _ in curves}):
+        stem = args.folder / env
+        plot_curves(curves, env, "return_mean", "return (deterministic policy)", Path(f"{stem}_return.png"))
+        plot_curves(curves, env, "params", "parameters (OFENet + actor + critics)", Path(f"{stem}_params.png"))
+        plot_units(curves, env, Path(f"{stem}_units.png"))
+        plot_final(args.folder, env, Path(f"{stem}_final.png"))
+        print(f"plots of {env} written to {args.folder}")
+
+
+if __name__ == "__main__":
+    main()
