@@ -9,7 +9,8 @@ episodes) appends one row to ``<out>/runs.csv``. Both files are written as soon 
 Resumable: a finished run (a row in runs.csv) is skipped; an unfinished one restarts from its last checkpoint
 (model and replay buffer, saved at every evaluation under ``<out>/checkpoints/``, not committed), and
 continues with ``reset_num_timesteps=False``; curve rows past the checkpoint are dropped first.
-Runs go to ``--workers`` processes, each limited to ``--threads`` torch threads.
+Runs go to ``--workers`` processes, each limited to ``--threads`` torch threads. ``--max-hours`` plans a slice:
+after that time every run stops at its next checkpoint, and the same command later resumes the sweep.
 
     python benchmarks/compare.py --envs Hopper-v5 --algos xinet dense --seeds 0 --steps 100000 \\
         --out benchmarks/results/hopper_100k
@@ -148,6 +149,7 @@ def train_one(env_id: str, algo: str, seed: int, args: argparse.Namespace) -> st
         def _on_step(self) -> bool:
             if self.num_timesteps - self.last_step >= args.eval_freq:
                 self.evaluate(args.eval_episodes)
+                return args.deadline is None or time.time() < args.deadline  # past the slice: stop, resume later
             return True
 
         def evaluate(self, episodes: int) -> dict[str, Any]:
@@ -180,6 +182,8 @@ def train_one(env_id: str, algo: str, seed: int, args: argparse.Namespace) -> st
     remaining = args.steps - done
     if remaining > 0:
         model.learn(remaining, callback=callback, reset_num_timesteps=done == 0)
+    if model.num_timesteps < args.steps:
+        return f"{run_id(env_id, algo, seed)}: paused at step {model.num_timesteps} (end of the slice), resumable"
     final = callback.evaluate(args.final_episodes)
     params, _ = network_size(model)
     initial = sum(model.initial_params.values()) if hasattr(model, "initial_params") else params
@@ -221,7 +225,9 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", default="benchmarks/results/compare")
+    parser.add_argument("--max-hours", type=float, default=None, help="stop (at a checkpoint) after this long")
     args = parser.parse_args()
+    args.deadline = time.time() + 3600 * args.max_hours if args.max_hours else None
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -1,5 +1,7 @@
 """RL Zoo training, evaluation and hyperparameter search through ``python -m sb3_xinet.train`` / ``enjoy``."""
 
+import ctypes.util
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -37,6 +39,24 @@ def test_train_then_enjoy_a_pruned_model(tmp_path):
     enjoy = zoo("enjoy", *args, "--no-render", "-n", "400", "--deterministic", cwd=tmp_path)
     assert enjoy.returncode == 0, enjoy.stderr[-3000:]
     assert "Mean reward" in enjoy.stdout
+
+
+@pytest.mark.skipif(ctypes.util.find_library("EGL") is None, reason="MuJoCo renders headless through EGL")
+def test_record_video_of_a_saved_model(tmp_path):
+    folder = tmp_path / "logs" / "xinet_sac" / "Hopper-v5_1"
+    folder.mkdir(parents=True)
+    small = dict(net_arch=[8], ofenet_kwargs=dict(state_units=[4], state_action_units=[4]))
+    XiNetSAC("MlpPolicy", "Hopper-v5", buffer_size=10, policy_kwargs=small).save(folder / "Hopper-v5.zip")
+    result = subprocess.run(
+        [sys.executable, "-m", "sb3_xinet.record_video", "--algo", "xinet_sac", "--env", "Hopper-v5", "-f", "logs", "-n", "9"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=False,
+        env={**os.environ, "MUJOCO_GL": "egl"},
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert list((folder / "videos").glob("*.mp4"))
 
 
 def test_optimize_two_trials_on_a_sqlite_storage(tmp_path):
