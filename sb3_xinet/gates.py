@@ -49,7 +49,8 @@ class BernoulliGate(nn.Module):
         :param stochastic: sample ``xi`` (training passes) or scale by ``theta`` (deterministic passes)
         """
         theta = self.theta
-        self.last_log_prob = None
+        if stochastic:  # a deterministic pass leaves the last sample's log-probability alone
+            self.last_log_prob = None
         # Units at theta = 1 have xi = 1 for sure. When every unit is there and no gradient w.r.t. theta is
         # wanted (XiNetSAC freezes the thetas until pruning starts), the gate is the identity: no sample (as
         # costly as a Linear layer of the same width on CPU), no product. The check reads theta on the host.

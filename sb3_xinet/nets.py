@@ -120,6 +120,9 @@ class GatedLayer(nn.Module):
             slice_batch_norm_(self.bn, keep, optimizers)
         if self.gate is not None:
             slice_parameter_(self.gate.theta, 0, keep, optimizers)
+            # the last sample's log-probability is stale, and its graph would keep theta's old shape alive in
+            # autograd (a later backward through theta then fails on the shape)
+            self.gate.last_log_prob = None
 
     def remove_input_columns(self, columns: Sequence[int], optimizers: Optimizers = ()) -> None:
         remove_input_columns(self.linear, columns, optimizers)

@@ -107,3 +107,18 @@ def test_cuda():
     model = make_model(device="cuda").learn(PRUNING["learning_starts"] + 100)
     assert next(model.policy.parameters()).is_cuda
     assert model.pruning_summary().params <= model.pruning_summary().initial_params
+
+
+@pytest.mark.parametrize(("gates", "estimator"), [("ofenet", "straight_through"), ("all", "reinforce")])
+def test_gate_options(gates, estimator):
+    """``gates="ofenet"`` prunes OFENet only; the REINFORCE estimator trains and prunes too."""
+    policy_kwargs = {**PRUNING["policy_kwargs"], "gates": gates, "gate_estimator": estimator}
+    model = make_model(policy_kwargs=policy_kwargs).learn(STEPS)
+    summary = model.pruning_summary()
+    assert summary["ofenet"].params < summary["ofenet"].initial_params
+    heads = [summary[name] for name in ("actor", "critic0", "critic1")]
+    if gates == "ofenet":
+        assert not model.policy.actor.latent_pi.gates()
+        assert all(network.units == network.initial_units for network in heads)
+    else:
+        assert any(network.units < network.initial_units for network in heads)
