@@ -207,7 +207,7 @@ class XiNetSAC(SAC):
                 if not group.get("theta", False):
                     group["lr"] = lr
 
-    def _aux_step(self, batch_size: int, cost_grads: dict[str, list[th.Tensor]] | None) -> float:
+    def _aux_step(self, batch_size: int, cost_grads: dict[str, list[tuple[th.Tensor, th.Tensor]]] | None) -> float:
         """One OFENet update on its own sample: aux loss, cost gradient, projection."""
         ofenet = self.policy.ofenet
         data = self.replay_buffer.sample(batch_size, env=self._vec_normalize_env)  # type: ignore[union-attr]
@@ -227,10 +227,10 @@ class XiNetSAC(SAC):
 
     def _set_ofenet_trainable(self, trainable: bool) -> None:
         """OFENet's weights learn in the aux step only; its thetas too, once the regularizer is on."""
-        for param in self.policy.ofenet.weight_parameters():
-            param.requires_grad_(trainable)
-        for theta in self.policy.ofenet.gate_parameters():
-            theta.requires_grad_(trainable and self.cost_active)
+        self.policy.ofenet.requires_grad_(trainable)
+        if trainable and not self.cost_active:
+            for theta in self.policy.ofenet.gate_parameters():
+                theta.requires_grad_(False)
 
     def _pretrain_ofenet(self, batch_size: int) -> None:
         self._set_ofenet_trainable(True)
@@ -239,8 +239,8 @@ class XiNetSAC(SAC):
         if losses:
             self.logger.record("train/ofenet_pretrain_loss", float(np.mean(losses[-100:])))
 
-    def _cost_grads(self) -> dict[str, list[th.Tensor]] | None:
-        """``dP/dtheta`` of every gated block, or None while the regularizer is off."""
+    def _cost_grads(self) -> dict[str, list[tuple[th.Tensor, th.Tensor]]] | None:
+        """``(theta, dP/dtheta)`` of every gate, per gated block, or None while the regularizer is off."""
         if not self.cost_active or self.cost_weight == 0:
             return None
         blocks = self.policy.gated_blocks()
@@ -250,17 +250,18 @@ class XiNetSAC(SAC):
         expected = self.policy.expected_params()
         grads = iter(th.autograd.grad(expected, thetas))
         self.logger.record("xinet/cost_term", self.cost_weight * expected.item() / self.initial_expected_params)
-        return {name: [next(grads) for _ in block.gates()] for name, block in blocks.items()}
+        return {name: [(gate.theta, next(grads)) for gate in block.gates()] for name, block in blocks.items()}
 
-    def _add_cost_grads(self, cost_grads: dict[str, list[th.Tensor]] | None, names: list[str], loss_name: str) -> None:
+    def _add_cost_grads(
+        self, cost_grads: dict[str, list[tuple[th.Tensor, th.Tensor]]] | None, names: list[str], loss_name: str
+    ) -> None:
         """Add ``c * L_ref / P0 * dP/dtheta`` to the gradients of the named blocks' thetas."""
         if cost_grads is None:
             return
         factor = self.cost_weight * abs(self.loss_scales[loss_name].value) / self.initial_expected_params
-        blocks = self.policy.gated_blocks()
         for name in names:
-            for gate, grad in zip(blocks[name].gates(), cost_grads[name], strict=True):
-                gate.theta.grad = factor * grad if gate.theta.grad is None else gate.theta.grad + factor * grad
+            for theta, grad in cost_grads[name]:
+                theta.grad = factor * grad if theta.grad is None else theta.grad + factor * grad
 
     def train(self, gradient_steps: int, batch_size: int = 64) -> None:
         policy, ofenet, actor, critic = self.policy, self.policy.ofenet, self.actor, self.critic
