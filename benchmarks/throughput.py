@@ -7,14 +7,15 @@ Variants (all with SB3's defaults: batch 256, one gradient step per env step, on
 - ``xinet_warmup``: XiNetSAC before pruning starts (gates on, thetas frozen at 1);
 - ``xinet_pruning``: XiNetSAC with the regularizer on and every unit still there (thetas learning, gates sampled);
 - ``xinet_pruned``: XiNetSAC after pruning, still training with the regularizer on. Either a real pruned model
-  (``--pruned DIR`` with the ``model.zip`` and ``replay_buffer.pkl`` that ``benchmarks/compare.py`` checkpoints),
-  or, without it, the full model with units removed by hand: ``--keep`` of the units of every layer.
+  (``--pruned PATH`` to a XiNetSAC save, e.g. the end of a ``benchmarks/compare.py`` run), or, without it, the
+  full model with units removed by hand: ``--keep`` of the units of every layer.
 
 Each variant first fills its replay buffer with ``--warmup`` random steps (and pre-trains OFENet briefly); then
 the variants run ``--chunk`` steps each, in turn, for ``--rounds`` rounds. We report the median steps/s over
 rounds and its ratio to ``dense``; interleaving makes the ratios robust to the drift of a shared machine.
 
-    python benchmarks/throughput.py --rounds 7 --chunk 300 --out benchmarks/results/throughput
+    python benchmarks/throughput.py --rounds 7 --chunk 300 --pruned benchmarks/results/hopper_100k/Hopper-v5_xinet_0.zip \\
+        --out benchmarks/results/throughput
 """
 
 import argparse
@@ -22,7 +23,6 @@ import os
 import platform
 import statistics
 import time
-from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
@@ -56,8 +56,9 @@ def build(variant: str, args: argparse.Namespace) -> Any:
     if variant == "xinet_pruning":
         return XiNetSAC("MlpPolicy", ENV, pruning_start=0, **xinet)
     if variant == "xinet_pruned" and args.pruned:
-        model = XiNetSAC.load(Path(args.pruned) / "model.zip", env=gym.make(ENV), device="cpu")
-        model.load_replay_buffer(Path(args.pruned) / "replay_buffer.pkl")
+        # a fresh replay buffer and the same warm-up as the others; the pruned networks keep training with the
+        # regularizer on (its loss scales come with the save)
+        model = XiNetSAC.load(args.pruned, env=gym.make(ENV), buffer_size=1_000_000, **common)
         model.pruning_start = 0
         return model
     if variant == "xinet_pruned":
@@ -80,7 +81,7 @@ def main() -> None:
     parser.add_argument("--chunk", type=int, default=300)
     parser.add_argument("--warmup", type=int, default=1000)
     parser.add_argument("--pretrain", type=int, default=200)
-    parser.add_argument("--pruned", default=None, help="checkpoint directory of a pruned XiNetSAC run")
+    parser.add_argument("--pruned", default=None, help="a pruned XiNetSAC save (.zip)")
     parser.add_argument("--keep", type=float, default=0.2)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", default="benchmarks/results/throughput")

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from sb3_xinet.gates import BernoulliGate, GateEstimator
-from sb3_xinet.surgery import keep_index, slice_batch_norm_, slice_linear_, slice_parameter_
+from sb3_xinet.surgery import drop_parameters_, keep_index, slice_batch_norm_, slice_linear_, slice_parameter_
 
 Optimizers = Iterable[th.optim.Optimizer]
 
@@ -233,6 +233,7 @@ class GatedDenseNet(GatedBlock):
         for later in self.layers[position + 1 :]:
             later.remove_input_columns(columns, optimizers)
         if layer.n_units == 0:
+            drop_parameters_(layer.parameters(), optimizers)
             del self.layers[position]
             del self.layer_ids[position]
         return columns

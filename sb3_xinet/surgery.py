@@ -69,3 +69,18 @@ def slice_batch_norm_(bn: nn.BatchNorm1d, keep: th.Tensor, optimizers=()) -> Non
         bn.running_mean = bn.running_mean.index_select(0, keep)
         bn.running_var = bn.running_var.index_select(0, keep)
     bn.num_features = keep.numel()
+
+
+def drop_parameters_(params: Iterable[nn.Parameter], optimizers: Iterable[th.optim.Optimizer]) -> None:
+    """Take parameters out of every optimizer (param groups and state), e.g. those of a deleted layer.
+
+    Left in, they would be empty tensors that still count in ``optimizer.state_dict()``, whose param groups
+    would then no longer match those of an optimizer rebuilt from the pruned network on load.
+    """
+    dropped = {id(param) for param in params}
+    for optimizer in optimizers:
+        for group in optimizer.param_groups:
+            for param in group["params"]:
+                if id(param) in dropped:
+                    optimizer.state.pop(param, None)
+            group["params"] = [param for param in group["params"] if id(param) not in dropped]

@@ -39,6 +39,7 @@ from sb3_xinet.policies import XiNetPolicy
 from sb3_xinet.summary import PruningSummary
 
 SelfXiNetSAC = TypeVar("SelfXiNetSAC", bound="XiNetSAC")
+COST_REFRESH = 10  # gradient steps between two computations of dP/dtheta
 
 
 def check_count(name: str, value: object, minimum: int) -> int:
@@ -193,6 +194,10 @@ class XiNetSAC(SAC):
             self.initial_expected_params = float(self.policy.expected_params().item())
         if not self.loss_scales:
             self.loss_scales = {name: LossScale(self.loss_scale_window) for name in ("aux", "critic", "actor")}
+        self._cost_cache: tuple[int, dict[str, list[tuple[th.Tensor, th.Tensor]]]] | None = None
+
+    def _excluded_save_params(self) -> list[str]:
+        return [*super()._excluded_save_params(), "_cost_cache"]  # tensors of this run's parameters
 
     def _get_torch_save_params(self) -> tuple[list[str], list[str]]:
         state_dicts, variables = super()._get_torch_save_params()
@@ -225,24 +230,32 @@ class XiNetSAC(SAC):
         self.loss_scales["aux"].update(value)
         return value
 
-    def _set_ofenet_trainable(self, trainable: bool) -> None:
+    def _set_ofenet_trainable(self, trainable: bool, weights: list[th.Tensor], thetas: list[th.Tensor]) -> None:
         """OFENet's weights learn in the aux step only; its thetas too, once the regularizer is on."""
-        self.policy.ofenet.requires_grad_(trainable)
-        if trainable and not self.cost_active:
-            for theta in self.policy.ofenet.gate_parameters():
-                theta.requires_grad_(False)
+        for weight in weights:
+            weight.requires_grad_(trainable)
+        for theta in thetas:
+            theta.requires_grad_(trainable and self.cost_active)
 
     def _pretrain_ofenet(self, batch_size: int) -> None:
-        self._set_ofenet_trainable(True)
+        self._set_ofenet_trainable(True, self.policy.ofenet.weight_parameters(), self.policy.ofenet.gate_parameters())
         losses = [self._aux_step(batch_size, None) for _ in range(self.ofenet_pretrain_steps)]
         self.ofenet_pretrained = True
         if losses:
             self.logger.record("train/ofenet_pretrain_loss", float(np.mean(losses[-100:])))
 
     def _cost_grads(self) -> dict[str, list[tuple[th.Tensor, th.Tensor]]] | None:
-        """``(theta, dP/dtheta)`` of every gate, per gated block, or None while the regularizer is off."""
+        """``(theta, dP/dtheta)`` of every gate, per gated block, or None while the regularizer is off.
+
+        Recomputed every ``COST_REFRESH`` gradient steps and after every removal: a theta moves by at most its
+        learning rate per step, so ``dP/dtheta`` (sums of other units' thetas) barely changes in between, and
+        its autograd pass is a few percent of a training step.
+        """
         if not self.cost_active or self.cost_weight == 0:
             return None
+        if self._cost_cache is not None and self._cost_cache[0] < COST_REFRESH:
+            self._cost_cache = (self._cost_cache[0] + 1, self._cost_cache[1])
+            return self._cost_cache[1]
         blocks = self.policy.gated_blocks()
         thetas = [gate.theta for block in blocks.values() for gate in block.gates()]
         if not thetas:
@@ -250,7 +263,9 @@ class XiNetSAC(SAC):
         expected = self.policy.expected_params()
         grads = iter(th.autograd.grad(expected, thetas))
         self.logger.record("xinet/cost_term", self.cost_weight * expected.item() / self.initial_expected_params)
-        return {name: [(gate.theta, next(grads)) for gate in block.gates()] for name, block in blocks.items()}
+        cost_grads = {name: [(gate.theta, next(grads)) for gate in block.gates()] for name, block in blocks.items()}
+        self._cost_cache = (1, cost_grads)
+        return cost_grads
 
     def _add_cost_grads(
         self, cost_grads: dict[str, list[tuple[th.Tensor, th.Tensor]]] | None, names: list[str], loss_name: str
@@ -278,6 +293,7 @@ class XiNetSAC(SAC):
             for gate in block.gates():
                 gate.theta.requires_grad_(self.cost_active)
         reinforce = policy.gate_estimator == "reinforce" and self.cost_active
+        ofenet_params = (ofenet.weight_parameters(), ofenet.gate_parameters())  # the same objects all call long
         critic_names = [f"critic{i}" for i in range(len(critic.q_networks))]
 
         ent_coef_losses, ent_coefs, actor_losses, critic_losses, aux_losses = [], [], [], [], []
@@ -286,7 +302,7 @@ class XiNetSAC(SAC):
             replay_data = self.replay_buffer.sample(batch_size, env=self._vec_normalize_env)  # type: ignore[union-attr]
             discounts = replay_data.discounts if replay_data.discounts is not None else self.gamma
 
-            self._set_ofenet_trainable(False)  # RL losses do not train OFENet
+            self._set_ofenet_trainable(False, *ofenet_params)  # RL losses do not train OFENet
             with th.no_grad():
                 z_s = ofenet.phi_s(policy.obs_to_float(replay_data.observations))
                 z_s_next = ofenet.phi_s(policy.obs_to_float(replay_data.next_observations))
@@ -347,7 +363,7 @@ class XiNetSAC(SAC):
             self._add_cost_grads(cost_grads, ["actor"], "actor")
             actor.optimizer.step()
 
-            self._set_ofenet_trainable(True)
+            self._set_ofenet_trainable(True, *ofenet_params)
             aux_losses.append(self._aux_step(batch_size, cost_grads))
             policy.project_()
             self.loss_scales["critic"].update(critic_losses[-1])
@@ -376,6 +392,7 @@ class XiNetSAC(SAC):
         removed = self.policy.prune(self.prune_threshold)
         if removed:
             self.policy_kwargs["architecture"] = self.policy.architecture()
+            self._cost_cache = None  # shapes changed
         return removed
 
     def pruning_summary(self) -> PruningSummary:

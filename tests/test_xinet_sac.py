@@ -181,3 +181,22 @@ def test_actor_loss_reaches_the_actor_through_phi_sa_of_the_action():
     model.train(gradient_steps=1, batch_size=32)
     grads = [param.grad for param in model.policy.actor.parameters() if param.grad is not None]
     assert grads and sum(float(grad.abs().sum()) for grad in grads) > 0
+
+
+def test_a_deleted_layer_leaves_the_optimizers_and_the_save_loads(tmp_path):
+    """Removing every unit of an OFENet layer deletes it; its parameters leave the optimizers, so the save
+    (optimizer states included) loads into the rebuilt pruned shapes."""
+    model = make_model()
+    with th.no_grad():
+        model.policy.ofenet.state.layers[0].gate.theta.zero_()
+    model.prune()
+    assert model.policy.ofenet.state.layer_ids == [1, 2]
+    ofenet_params = {id(param) for param in model.policy.ofenet.parameters()}
+    in_optimizer = [param for group in model.policy.ofenet_optimizer.param_groups for param in group["params"]]
+    assert {id(param) for param in in_optimizer} == ofenet_params
+    model.learn(PRUNING["learning_starts"] + 10)  # the optimizers step with the remaining parameters
+    model.save(tmp_path / "model")
+    loaded = XiNetSAC.load(tmp_path / "model", device="cpu")
+    assert loaded.policy.ofenet.state.layer_ids == [1, 2]
+    sizes = [len(group["params"]) for group in loaded.policy.ofenet_optimizer.param_groups]
+    assert sizes == [len(group["params"]) for group in model.policy.ofenet_optimizer.param_groups]
