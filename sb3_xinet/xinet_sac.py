@@ -21,7 +21,6 @@ from typing import Any, ClassVar, TypeVar
 
 import numpy as np
 import torch as th
-from gymnasium import spaces
 from stable_baselines3 import SAC
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.buffers import ReplayBuffer
@@ -35,6 +34,7 @@ from stable_baselines3.common.vec_env import VecEnv
 from sb3_xinet.callbacks import XiNetPruningCallback
 from sb3_xinet.cost import LossScale, check_cost_weight, count_parameters
 from sb3_xinet.gates import score_function_loss
+from sb3_xinet.ofenet import check_box_space
 from sb3_xinet.policies import XiNetPolicy
 from sb3_xinet.summary import PruningSummary
 
@@ -179,11 +179,8 @@ class XiNetSAC(SAC):
     def _wrap_env(env: GymEnv, verbose: int = 0, monitor_wrapper: bool = True) -> VecEnv:
         """SB3's wrapping, then a clear error for the spaces OFENet cannot read."""
         env = BaseAlgorithm._wrap_env(env, verbose, monitor_wrapper)
-        for what, space in (("observation", env.observation_space), ("action", env.action_space)):
-            if not isinstance(space, spaces.Box) or len(space.shape) != 1:
-                raise ValueError(
-                    f"XiNetSAC needs a 1-D Box {what} space (vector observations, continuous actions), got {space}"
-                )
+        check_box_space(env.observation_space, "observation")
+        check_box_space(env.action_space, "action")
         return env
 
     def _setup_model(self) -> None:
