@@ -136,6 +136,8 @@ def train_one(env_id: str, algo: str, seed: int, args: argparse.Namespace) -> st
             append_row(curve, CURVE_FIELDS, row)
         wall = float(json.loads((checkpoint / "state.json").read_text())["wall_s"])
     else:
+        # a run without a checkpoint starts over: rows of an earlier, lost attempt go
+        curve.unlink(missing_ok=True)
         model = algo_class("MlpPolicy", env_id, seed=seed, device="cpu", **kwargs)
         done, wall = 0, 0.0
 
