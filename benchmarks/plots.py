@@ -1,5 +1,6 @@
-"""Plots of a ``benchmarks/compare.py`` results folder: return and parameters vs steps, units alive per layer over
-time, final return vs parameters. Writes PNGs next to the CSVs.
+"""Plots of a ``benchmarks/compare.py`` results folder: return and parameters vs steps (mean over seeds, min..max
+band), units alive per layer over time, final return vs parameters (one point per run). Writes PNGs next to the
+CSVs.
 
     python benchmarks/plots.py benchmarks/results/hopper_100k
 """
@@ -11,6 +12,7 @@ from collections import defaultdict
 from pathlib import Path
 
 import matplotlib
+import numpy as np
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # after choosing the headless backend
@@ -30,14 +32,18 @@ def read_curves(folder: Path) -> dict[tuple[str, str], list[list[dict[str, str]]
 
 
 def plot_curves(curves, env: str, key: str, ylabel: str, out: Path) -> None:
+    """Mean over seeds (line) and min..max over seeds (band) of one curve column, per configuration."""
     fig, ax = plt.subplots(figsize=(6, 4))
     for (curve_env, algo), runs in sorted(curves.items()):
         if curve_env != env:
             continue
-        for i, rows in enumerate(runs):
-            steps = [int(row["step"]) for row in rows]
-            ax.plot(steps, [float(row[key]) for row in rows], color=f"C{list(LABELS).index(algo)}", alpha=0.8,
-                    label=LABELS.get(algo, algo) if i == 0 else None)  # fmt: skip
+        steps = sorted(set.intersection(*({int(row["step"]) for row in rows} for rows in runs)))
+        values = np.array([[float(row[key]) for row in rows if int(row["step"]) in steps] for rows in runs])
+        color = f"C{list(LABELS).index(algo)}"
+        label = f"{LABELS.get(algo, algo)} ({len(runs)} seed{'s' if len(runs) > 1 else ''})"
+        ax.plot(steps, values.mean(axis=0), color=color, label=label)
+        if len(runs) > 1:
+            ax.fill_between(steps, values.min(axis=0), values.max(axis=0), color=color, alpha=0.2, linewidth=0)
     ax.set(xlabel="env steps", ylabel=ylabel, title=env)
     if key == "params":
         ax.set_yscale("log")

@@ -1,0 +1,207 @@
+"""The table of a ``benchmarks/compare.py`` sweep: per env and configuration, the final return over seeds, the
+parameters, the training speed and the single-observation latency of the final deterministic actor.
+
+Return: mean and standard deviation over seeds of each run's final 10-episode mean (spread over seeds, not over
+episodes), and the min and max over seeds. Parameters: OFENet + actor + critics at the end (SAC: actor + critics),
+and their fraction of dense OFENet-SAC's. Steps/s: env steps per second with training, as the sweep measured them
+(evaluations excluded; runs shared the machine with the other worker). Latency: each run's final actor, rebuilt
+at its final widths (read from its curve), timed at batch 1 on one thread as TorchScript and in ONNX Runtime,
+median of ``--rounds`` interleaved rounds of ``--number`` calls; it depends on the shapes only, so the weights
+are fresh ones. The targets of the evidence issue are checked at the end, per env.
+
+    python benchmarks/sweep_table.py benchmarks/results/sweep_100k --rounds 15 --number 300
+"""
+
+import argparse
+import csv
+import json
+import os
+import platform
+import statistics
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnxruntime
+import torch as th
+from plots import LABELS
+from stable_baselines3 import SAC
+from tables import write_results
+from torch import nn
+
+from sb3_xinet import XiNetSAC
+from sb3_xinet.export import export, latency_us
+
+
+class SACDeterministicActor(nn.Module):
+    """SB3 SAC's deterministic action as plain modules: hidden layers, mean head, tanh, rescaling to the bounds."""
+
+    def __init__(self, model: SAC) -> None:
+        super().__init__()
+        self.latent_pi = model.actor.latent_pi
+        self.mu = model.actor.mu
+        self.register_buffer("low", th.as_tensor(model.action_space.low, dtype=th.float32))
+        self.register_buffer("high", th.as_tensor(model.action_space.high, dtype=th.float32))
+
+    def forward(self, obs: th.Tensor) -> th.Tensor:
+        action = th.tanh(self.mu(self.latent_pi(obs)))
+        return self.low + 0.5 * (action + 1.0) * (self.high - self.low)
+
+
+def final_units(sweep: Path, run: dict[str, str]) -> dict[str, list[int]]:
+    """Units alive per gated block at the end of a run (its curve's last row)."""
+    with (sweep / "curves" / f"{run['env']}_{run['algo']}_{run['seed']}.csv").open(newline="") as handle:
+        return json.loads(list(csv.DictReader(handle))[-1]["units"] or "{}")
+
+
+def final_actor(env: str, algo: str, units: dict[str, list[int]], params: str, folder: Path) -> tuple[dict[str, Path], int]:
+    """Build a run's deterministic actor at its final widths (checked against the run's final parameter count);
+    write it as TorchScript and ONNX; return the paths and the observation size."""
+    if algo == "sac":
+        sac = SAC("MlpPolicy", env, buffer_size=1, device="cpu")
+        actor = SACDeterministicActor(sac).cpu().eval()
+        paths = {"torchscript": folder / "actor.pt", "onnx": folder / "actor.onnx"}
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # see sb3_xinet.export
+            th.jit.script(actor).save(str(paths["torchscript"]))
+        example = th.zeros(2, sac.observation_space.shape[0])
+        th.onnx.export(actor, (example,), str(paths["onnx"]), input_names=["observation"], output_names=["action"],
+                       dynamic_shapes={"obs": {0: th.export.Dim("batch")}}, verbose=False)  # fmt: skip
+        return paths, sac.observation_space.shape[0]
+    state, state_action = units["ofenet.state"], units["ofenet.state_action"]
+    architecture = dict(
+        ofenet=dict(
+            state_units=state,
+            state_action_units=state_action,
+            state_layer_ids=list(range(len(state))),
+            state_action_layer_ids=list(range(len(state_action))),
+        ),
+        actor=units["actor"],
+        critics=[units[f"critic{i}"] for i in range(2)],
+    )
+    gates = "all" if algo == "xinet" else "none"
+    model = XiNetSAC("MlpPolicy", env, buffer_size=1, device="cpu", policy_kwargs=dict(gates=gates, architecture=architecture))
+    if str(model.pruning_summary().params) != params:
+        raise ValueError(f"{env} {algo}: widths {units} rebuild {model.pruning_summary().params} parameters, not {params}")
+    return export(model, folder / "actor"), model.observation_space.shape[0]
+
+
+def measure_latency(sweep: Path, runs: list[dict[str, str]], rounds: int, number: int) -> dict[tuple, dict[str, float]]:
+    """(env, algo, seed) -> median latency in microseconds per runtime."""
+    callables = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for run in runs:
+            key = (run["env"], run["algo"], run["seed"])
+            folder = Path(tmp, "_".join(key))
+            folder.mkdir()
+            paths, obs_dim = final_actor(run["env"], run["algo"], final_units(sweep, run), run["params"], folder)
+            scripted = th.jit.load(str(paths["torchscript"]))
+            options = onnxruntime.SessionOptions()
+            options.intra_op_num_threads = 1
+            session = onnxruntime.InferenceSession(str(paths["onnx"]), options, providers=["CPUExecutionProvider"])
+            obs_np = np.zeros((1, obs_dim), dtype=np.float32)
+            obs = th.as_tensor(obs_np)
+
+            def run_scripted(module=scripted, x=obs) -> None:
+                with th.no_grad():
+                    module(x)
+
+            callables[(key, "torchscript")] = run_scripted
+            callables[(key, "onnxruntime")] = lambda s=session, x=obs_np: s.run(None, {"observation": x})
+        times: dict[tuple, list[float]] = {name: [] for name in callables}
+        for _ in range(rounds):
+            for name, call in callables.items():
+                times[name].append(latency_us(call, rounds=1, number=number))
+    latency: dict[tuple, dict[str, float]] = {}
+    for (key, runtime), values in times.items():
+        latency.setdefault(key, {})[runtime] = float(np.median(values))
+    return latency
+
+
+def spread(values: list[float]) -> float:
+    return statistics.stdev(values) if len(values) > 1 else 0.0
+
+
+def summarize(runs: list[dict[str, str]], latency: dict[tuple, dict[str, float]]) -> list[dict[str, Any]]:
+    """One row per (env, algo): statistics over seeds."""
+    rows = []
+    for env in sorted({run["env"] for run in runs}):
+        dense_params = next((int(r["initial_params"]) for r in runs if r["env"] == env and r["algo"] == "dense"), None)
+        for algo in LABELS:
+            group = [run for run in runs if run["env"] == env and run["algo"] == algo]
+            if not group:
+                continue
+            returns = [float(run["return_mean"]) for run in group]
+            params = statistics.mean(int(run["params"]) for run in group)
+            keys = [(run["env"], run["algo"], run["seed"]) for run in group]
+            rows.append(
+                dict(
+                    env=env,
+                    algo=algo,
+                    label=LABELS[algo],
+                    seeds=len(group),
+                    steps=int(group[0]["steps"]),
+                    return_mean=round(statistics.mean(returns), 1),
+                    return_std=round(spread(returns), 1),
+                    return_min=round(min(returns), 1),
+                    return_max=round(max(returns), 1),
+                    params=round(params),
+                    params_vs_dense=round(params / dense_params, 3) if dense_params else "",
+                    steps_per_s=round(statistics.mean(float(run["steps_per_s"]) for run in group), 1),
+                    torchscript_us=round(statistics.median(latency[k]["torchscript"] for k in keys), 1),
+                    onnxruntime_us=round(statistics.median(latency[k]["onnxruntime"] for k in keys), 1),
+                )
+            )
+    return rows
+
+
+def targets(rows: list[dict[str, Any]]) -> list[str]:
+    """The evidence issue's targets, per env with XiNetSAC, dense and small runs."""
+    lines = []
+    for env in sorted({row["env"] for row in rows}):
+        by_algo = {row["algo"]: row for row in rows if row["env"] == env}
+        xinet, dense, small = by_algo.get("xinet"), by_algo.get("dense"), by_algo.get("small")
+        if not (xinet and dense):
+            continue
+        ratio = xinet["return_mean"] / dense["return_mean"]
+        lines.append(f"- {env}: XiNetSAC keeps {xinet['params_vs_dense']:.1%} of the parameters (target <= 30%: "
+                     f"{'met' if xinet['params_vs_dense'] <= 0.3 else 'NOT met'}); its mean return is {ratio:.1%} of "
+                     f"dense OFENet-SAC's (target >= 95%: {'met' if ratio >= 0.95 else 'NOT met'})")  # fmt: skip
+        if small:
+            above = xinet["return_mean"] > small["return_mean"]
+            lines.append(f"  and {'above' if above else 'NOT above'} small-from-scratch OFENet-SAC "
+                         f"({xinet['return_mean']} vs {small['return_mean']} at {small['params']:,} parameters)")  # fmt: skip
+    return lines
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("sweep", type=Path)
+    parser.add_argument("--rounds", type=int, default=15)
+    parser.add_argument("--number", type=int, default=300)
+    args = parser.parse_args()
+    th.set_num_threads(1)
+    with (args.sweep / "runs.csv").open(newline="") as handle:
+        runs = list(csv.DictReader(handle))
+    latency = measure_latency(args.sweep, runs, args.rounds, args.number)
+    rows = summarize(runs, latency)
+    machine = f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, 1 torch thread"
+    title = (
+        f"Final return over seeds (mean +/- std of the per-run 10-episode means, min..max), parameters, training "
+        f"speed and actor latency at batch 1 (median of {args.rounds} interleaved rounds of {args.number} calls; "
+        f"{machine})"
+    )
+    columns = dict(env="env", label="configuration", seeds="seeds", steps="steps", return_mean="return mean")
+    columns.update(return_std="return std", return_min="min", return_max="max", params="parameters")
+    columns.update(params_vs_dense="vs dense", steps_per_s="steps/s", torchscript_us="TorchScript us")
+    columns.update(onnxruntime_us="ONNX Runtime us")
+    text = write_results(args.sweep / "table", rows, title, columns)
+    text += "\n" + "\n".join(targets(rows)) + "\n"
+    (args.sweep / "table.md").write_text(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
