@@ -56,6 +56,18 @@ def final_units(sweep: Path, run: dict[str, str]) -> dict[str, list[int]]:
         return json.loads(list(csv.DictReader(handle))[-1]["units"] or "{}")
 
 
+def architecture_from_units(units: dict[str, list[int]]) -> dict[str, Any]:
+    """The ``architecture`` policy keyword of the widths a curve records; a removed DenseNet layer (0 units)
+    is left out, the others keep their layer index."""
+    ofenet = {}
+    for branch in ("state", "state_action"):
+        widths = units[f"ofenet.{branch}"]
+        ofenet[f"{branch}_units"] = [width for width in widths if width > 0]
+        ofenet[f"{branch}_layer_ids"] = [i for i, width in enumerate(widths) if width > 0]
+    critics = sorted(name for name in units if name.startswith("critic"))
+    return dict(ofenet=ofenet, actor=units["actor"], critics=[units[name] for name in critics])
+
+
 def final_actor(env: str, algo: str, units: dict[str, list[int]], params: str, folder: Path) -> tuple[dict[str, Path], int]:
     """Build a run's deterministic actor at its final widths (checked against the run's final parameter count);
     write it as TorchScript and ONNX; return the paths and the observation size."""
@@ -70,19 +82,9 @@ def final_actor(env: str, algo: str, units: dict[str, list[int]], params: str, f
         th.onnx.export(actor, (example,), str(paths["onnx"]), input_names=["observation"], output_names=["action"],
                        dynamic_shapes={"obs": {0: th.export.Dim("batch")}}, verbose=False)  # fmt: skip
         return paths, sac.observation_space.shape[0]
-    state, state_action = units["ofenet.state"], units["ofenet.state_action"]
-    architecture = dict(
-        ofenet=dict(
-            state_units=state,
-            state_action_units=state_action,
-            state_layer_ids=list(range(len(state))),
-            state_action_layer_ids=list(range(len(state_action))),
-        ),
-        actor=units["actor"],
-        critics=[units[f"critic{i}"] for i in range(2)],
-    )
     gates = "all" if algo == "xinet" else "none"
-    model = XiNetSAC("MlpPolicy", env, buffer_size=1, device="cpu", policy_kwargs=dict(gates=gates, architecture=architecture))
+    policy_kwargs = dict(gates=gates, architecture=architecture_from_units(units))
+    model = XiNetSAC("MlpPolicy", env, buffer_size=1, device="cpu", policy_kwargs=policy_kwargs)
     if str(model.pruning_summary().params) != params:
         raise ValueError(f"{env} {algo}: widths {units} rebuild {model.pruning_summary().params} parameters, not {params}")
     return export(model, folder / "actor"), model.observation_space.shape[0]
