@@ -17,7 +17,9 @@ after that time every run stops at its next checkpoint, and the same command lat
 
 ``small`` (OFENet-SAC built at smaller widths, gates and pruning off) takes its widths from ``--small-widths``:
 ``"ofenet_units,actor_units,critic_units"`` per layer, e.g. ``"12,64,64"`` (6 OFENet layers per branch, 2 hidden
-layers in the heads).
+layers in the heads), or ``auto`` (the default): sized network by network to the mean final parameters of the
+env's XiNetSAC runs (``benchmarks/small_widths.py``). Those runs go first; an env's small runs start once every
+XiNetSAC seed of it has finished, and the widths chosen are written to ``<out>/small_widths.json``.
 """
 
 import argparse
@@ -220,7 +222,7 @@ def main() -> None:
     parser.add_argument("--learning-starts", type=int, default=10_000)
     parser.add_argument("--ofenet-pretrain-steps", type=int, default=10_000)
     parser.add_argument("--cost-weight", type=float, default=1.0)
-    parser.add_argument("--small-widths", default="12,64,64")
+    parser.add_argument("--small-widths", default="auto", help='"ofenet,actor,critic" widths, or auto')
     parser.add_argument("--eval-freq", type=int, default=10_000)
     parser.add_argument("--eval-episodes", type=int, default=5)
     parser.add_argument("--final-episodes", type=int, default=10)
@@ -242,11 +244,41 @@ def main() -> None:
         if (env, algo, str(seed)) not in finished
     ]
     print(f"{len(todo)} runs to do, {len(finished)} finished in {out}")
-    if not todo:
+    auto = args.small_widths == "auto"
+    run_all([(run, args) for run in todo if not (auto and run[1] == "small")], args.workers)
+    if auto:
+        run_all(small_runs_sized_to_xinet([run for run in todo if run[1] == "small"], args), args.workers)
+
+
+def small_runs_sized_to_xinet(todo: list[tuple[str, str, int]], args: argparse.Namespace) -> list[tuple]:
+    """The small runs whose env has every XiNetSAC seed finished, each with the widths that match those runs."""
+    from small_widths import match_xinet
+
+    out = Path(args.out)
+    finished = read_rows(out / "runs.csv")
+    chosen = json.loads((out / "small_widths.json").read_text()) if (out / "small_widths.json").exists() else {}
+    ready = []
+    for env in dict.fromkeys(env for env, _, _ in todo):
+        xinet_seeds = {row["seed"] for row in finished if row["env"] == env and row["algo"] == "xinet"}
+        if not {str(seed) for seed in args.seeds} <= xinet_seeds:
+            print(f"{env}: small runs wait until XiNetSAC seeds {args.seeds} have finished", flush=True)
+            continue
+        if env not in chosen:
+            chosen[env] = ",".join(map(str, match_xinet(out, env)[0]))
+            (out / "small_widths.json").write_text(json.dumps(chosen, indent=1) + "\n")
+        print(f"{env}: small OFENet-SAC widths {chosen[env]} (ofenet, actor, critic)", flush=True)
+        env_args = argparse.Namespace(**{**vars(args), "small_widths": chosen[env]})
+        ready.extend((run, env_args) for run in todo if run[0] == env)
+    return ready
+
+
+def run_all(runs: list[tuple[tuple[str, str, int], argparse.Namespace]], workers: int) -> None:
+    """Train the runs in ``workers`` processes, printing one line per run as it ends."""
+    if not runs:
         return
     # one fresh process per run (spawn): MuJoCo and torch thread settings do not leak between runs
-    with ProcessPoolExecutor(args.workers, mp_context=multiprocessing.get_context("spawn"), max_tasks_per_child=1) as pool:
-        for message in pool.map(train_one, *zip(*todo, strict=True), [args] * len(todo)):
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), max_tasks_per_child=1) as pool:
+        for message in pool.map(train_one, *zip(*[(*run, run_args) for run, run_args in runs], strict=True)):
             print(message, flush=True)
 
 

@@ -46,31 +46,33 @@ def closest_width(count, target: float, high: int) -> int:
     return min(candidates, key=lambda width: abs(count(width) - target))
 
 
+def match_xinet(sweep: Path, env: str) -> tuple[tuple[int, int, int], dict[str, float], dict[str, int]]:
+    """(ofenet, actor, critic) widths, XiNetSAC's mean final parameters per network, the small model's."""
+    with (sweep / "runs.csv").open(newline="") as handle:
+        runs = [row for row in csv.DictReader(handle) if row["env"] == env and row["algo"] == "xinet"]
+    if not runs:
+        raise ValueError(f"no finished XiNetSAC run of {env} in {sweep / 'runs.csv'}")
+    counts = [network_params(env, dict(architecture=architecture_from_units(final_units(sweep, run)))) for run in runs]
+    target = {name: statistics.mean(count[name] for count in counts) for name in counts[0]}
+    critics = [name for name in target if name.startswith("critic")]
+    critic_target = statistics.mean(target[name] for name in critics)
+    ofenet = closest_width(lambda w: network_params(env, small_kwargs(w, 1, 1))["ofenet"], target["ofenet"], 40)
+    actor = closest_width(lambda w: network_params(env, small_kwargs(ofenet, w, 1))["actor"], target["actor"], 256)
+    critic = closest_width(lambda w: network_params(env, small_kwargs(ofenet, 1, w))[critics[0]], critic_target, 256)
+    return (ofenet, actor, critic), target, network_params(env, small_kwargs(ofenet, actor, critic))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("sweep", type=Path)
     parser.add_argument("--env", default="Hopper-v5")
     args = parser.parse_args()
-    with (args.sweep / "runs.csv").open(newline="") as handle:
-        runs = [row for row in csv.DictReader(handle) if row["env"] == args.env and row["algo"] == "xinet"]
-    if not runs:
-        raise SystemExit(f"no finished XiNetSAC run of {args.env} in {args.sweep / 'runs.csv'}")
-    counts = [
-        network_params(args.env, dict(architecture=architecture_from_units(final_units(args.sweep, run)))) for run in runs
-    ]
-    target = {name: statistics.mean(count[name] for count in counts) for name in counts[0]}
-    critics = [name for name in target if name.startswith("critic")]
-    critic_target = statistics.mean(target[name] for name in critics)
-
-    ofenet = closest_width(lambda w: network_params(args.env, small_kwargs(w, 1, 1))["ofenet"], target["ofenet"], 40)
-    actor = closest_width(lambda w: network_params(args.env, small_kwargs(ofenet, w, 1))["actor"], target["actor"], 256)
-    critic = closest_width(lambda w: network_params(args.env, small_kwargs(ofenet, 1, w))[critics[0]], critic_target, 256)
-    small = network_params(args.env, small_kwargs(ofenet, actor, critic))
-    print(f"XiNetSAC final parameters on {args.env}, mean over seeds {[int(run['seed']) for run in runs]}:")
+    widths, target, small = match_xinet(args.sweep, args.env)
+    print(f"XiNetSAC final parameters on {args.env}, mean over its finished seeds:")
     for name, value in target.items():
         print(f"  {name}: {value:,.0f} (small: {small[name]:,})")
     print(f"  total: {sum(target.values()):,.0f} (small: {sum(small.values()):,})")
-    print(f'--small-widths "{ofenet},{actor},{critic}"')
+    print(f'--small-widths "{",".join(map(str, widths))}"')
 
 
 if __name__ == "__main__":
