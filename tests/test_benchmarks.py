@@ -1,0 +1,93 @@
+"""The evidence sweep's tools: ``compare.py`` resumes a sliced sweep without redoing or duplicating work, the
+small-from-scratch widths match XiNetSAC's final counts, and the table rebuilds each run's final widths."""
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCHMARKS = Path(__file__).parents[1] / "benchmarks"
+TINY = ["--envs", "Pendulum-v1", "--steps", "300", "--learning-starts", "100", "--ofenet-pretrain-steps", "20"]
+TINY += ["--eval-freq", "100", "--eval-episodes", "1", "--final-episodes", "1", "--workers", "1"]
+PRUNED_UNITS = {  # final widths of a pruned Pendulum-v1 XiNetSAC (a DenseNet layer of the state branch removed)
+    "ofenet.state": [9, 0, 4, 7, 3, 5],
+    "ofenet.state_action": [6, 8, 2, 9, 4, 7],
+    "actor": [12, 30],
+    "critic0": [80, 41],
+    "critic1": [64, 50],
+}
+
+
+@pytest.fixture
+def benchmarks_path(monkeypatch):
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+
+
+def compare(out: Path, *args: str) -> str:
+    command = [sys.executable, str(BENCHMARKS / "compare.py"), *TINY, "--out", str(out), *args]
+    return subprocess.run(command, check=True, capture_output=True, text=True).stdout
+
+
+def rows(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_a_sliced_sweep_resumes_from_its_checkpoint_and_skips_finished_runs(tmp_path):
+    out = tmp_path / "sweep"
+    assert "paused at step 100" in compare(out, "--algos", "xinet", "--seeds", "0", "--max-hours", "1e-9")
+    curve = out / "curves" / "Pendulum-v1_xinet_0.csv"
+    assert [row["step"] for row in rows(curve)] == ["100"]
+    assert not (out / "runs.csv").exists()
+    assert (out / "checkpoints" / "Pendulum-v1_xinet_0" / "model.zip").exists()
+
+    compare(out, "--algos", "xinet", "--seeds", "0")
+    assert [row["step"] for row in rows(curve)] == ["100", "200", "300", "300"]  # the last one: final evaluation
+    (run,) = rows(out / "runs.csv")
+    assert (run["algo"], run["steps"], run["params"]) == ("xinet", "300", rows(curve)[-1]["params"])
+
+    assert "0 runs to do, 1 finished" in compare(out, "--algos", "xinet", "--seeds", "0")
+    assert len(rows(out / "runs.csv")) == 1
+
+
+def write_pruned_run(sweep: Path, params: int) -> None:
+    (sweep / "curves").mkdir(parents=True)
+    fields = ["env", "algo", "seed", "steps", "params"]
+    with (sweep / "runs.csv").open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=fields)
+        writer.writeheader()
+        writer.writerow(dict(env="Pendulum-v1", algo="xinet", seed=0, steps=300, params=params))
+    with (sweep / "curves" / "Pendulum-v1_xinet_0.csv").open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=["step", "units"])
+        writer.writeheader()
+        writer.writerow(dict(step=300, units=json.dumps(PRUNED_UNITS)))
+
+
+def test_small_widths_match_the_pruned_counts_network_by_network(tmp_path, benchmarks_path):
+    from small_widths import match_xinet
+
+    write_pruned_run(tmp_path, params=0)
+    (ofenet, actor, critic), target, small = match_xinet(tmp_path, "Pendulum-v1")
+    assert 1 <= ofenet < 40 and 1 <= actor < 256 and 1 <= critic < 256
+    for name in ("ofenet", "actor"):
+        assert abs(small[name] - target[name]) / target[name] < 0.15
+    critic_target = (target["critic0"] + target["critic1"]) / 2
+    assert abs(small["critic0"] - critic_target) / critic_target < 0.05
+
+
+def test_the_table_rebuilds_final_widths_and_checks_their_count(tmp_path, benchmarks_path):
+    from sweep_table import final_actor, final_units
+
+    write_pruned_run(tmp_path, params=0)
+    run = rows(tmp_path / "runs.csv")[0]
+    with pytest.raises(ValueError, match="rebuild"):
+        final_actor("Pendulum-v1", "xinet", final_units(tmp_path, run), "0", tmp_path)
+    from small_widths import network_params
+    from sweep_table import architecture_from_units
+
+    params = sum(network_params("Pendulum-v1", dict(architecture=architecture_from_units(PRUNED_UNITS))).values())
+    paths, obs_dim = final_actor("Pendulum-v1", "xinet", PRUNED_UNITS, str(params), tmp_path)
+    assert obs_dim == 3 and paths["torchscript"].exists() and paths["onnx"].exists()
