@@ -21,12 +21,14 @@ LABELS = {"sac": "SB3 SAC", "dense": "dense OFENet-SAC", "xinet": "XiNetSAC", "s
 
 
 def read_curves(folder: Path) -> dict[tuple[str, str], list[list[dict[str, str]]]]:
-    """(env, algo) -> one list of rows per seed."""
+    """(env, algo) -> one list of rows per seed, for the finished runs (those in runs.csv)."""
+    with (folder / "runs.csv").open(newline="") as handle:
+        finished = {(row["env"], row["algo"], row["seed"]) for row in csv.DictReader(handle)}
     curves: dict[tuple[str, str], list[list[dict[str, str]]]] = defaultdict(list)
     for path in sorted((folder / "curves").glob("*.csv")):
         with path.open(newline="") as handle:
             rows = [row for row in csv.DictReader(handle) if row["steps_per_s"]]  # the final row repeats the last step
-        if rows:
+        if rows and (rows[0]["env"], rows[0]["algo"], rows[0]["seed"]) in finished:
             curves[(rows[0]["env"], rows[0]["algo"])].append(rows)
     return curves
 
@@ -75,10 +77,7 @@ def plot_units(curves, env: str, out: Path) -> None:
 
 
 def plot_final(folder: Path, env: str, out: Path) -> None:
-    path = folder / "runs.csv"
-    if not path.exists():
-        return
-    with path.open(newline="") as handle:
+    with (folder / "runs.csv").open(newline="") as handle:
         rows = [row for row in csv.DictReader(handle) if row["env"] == env]
     if not rows:
         return
