@@ -9,7 +9,8 @@ episodes) appends one row to ``<out>/runs.csv``. Both files are written as soon 
 Resumable: a finished run (a row in runs.csv) is skipped; an unfinished one restarts from its last checkpoint
 (model and replay buffer, saved at every evaluation under ``<out>/checkpoints/``, not committed), and
 continues with ``reset_num_timesteps=False``; curve rows past the checkpoint are dropped first.
-Runs go to ``--workers`` processes, each limited to ``--threads`` torch threads. ``--max-hours`` plans a slice:
+Runs go to ``--workers`` processes, each limited to ``--threads`` torch threads; a run already running in another
+process (a lock file under ``<out>/checkpoints/``) is skipped. ``--max-hours`` plans a slice:
 after that time every run stops at its next checkpoint, and the same command later resumes the sweep.
 
     python benchmarks/compare.py --envs Hopper-v5 --algos xinet dense --seeds 0 --steps 100000 \\
@@ -24,6 +25,7 @@ XiNetSAC seed of it has finished, and the widths chosen are written to ``<out>/s
 
 import argparse
 import csv
+import fcntl
 import json
 import multiprocessing
 import os
@@ -121,6 +123,16 @@ def train_one(env_id: str, algo: str, seed: int, args: argparse.Namespace) -> st
     th.set_num_threads(args.threads)
     out = Path(args.out)
     checkpoint = out / "checkpoints" / run_id(env_id, algo, seed)
+    # one process per run, even across sweep commands started side by side: two would share the checkpoint and
+    # the curve. The lock goes with the process (flock), so a killed run leaves none behind.
+    checkpoint.parent.mkdir(parents=True, exist_ok=True)
+    lock = (checkpoint.parent / f"{run_id(env_id, algo, seed)}.lock").open("w")
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return f"{run_id(env_id, algo, seed)}: running in another process, skipped"
+    if any((row["env"], row["algo"], row["seed"]) == (env_id, algo, str(seed)) for row in read_rows(out / "runs.csv")):
+        return f"{run_id(env_id, algo, seed)}: finished by another process"
     curve = out / "curves" / f"{run_id(env_id, algo, seed)}.csv"
     curve.parent.mkdir(parents=True, exist_ok=True)
     class_name, kwargs = algo_kwargs(algo, args)

@@ -2,6 +2,7 @@
 small-from-scratch widths match XiNetSAC's final counts, and the table rebuilds each run's final widths."""
 
 import csv
+import fcntl
 import json
 import subprocess
 import sys
@@ -91,3 +92,13 @@ def test_the_table_rebuilds_final_widths_and_checks_their_count(tmp_path, benchm
     params = sum(network_params("Pendulum-v1", dict(architecture=architecture_from_units(PRUNED_UNITS))).values())
     paths, obs_dim = final_actor("Pendulum-v1", "xinet", PRUNED_UNITS, str(params), tmp_path)
     assert obs_dim == 3 and paths["torchscript"].exists() and paths["onnx"].exists()
+
+
+def test_a_run_already_running_in_another_process_is_skipped(tmp_path):
+    out = tmp_path / "sweep"
+    (out / "checkpoints").mkdir(parents=True)
+    with (out / "checkpoints" / "Pendulum-v1_xinet_0.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)  # as the process training that run holds it
+        assert "running in another process, skipped" in compare(out, "--algos", "xinet", "--seeds", "0")
+    assert not (out / "curves" / "Pendulum-v1_xinet_0.csv").exists()
+    assert not (out / "runs.csv").exists()
