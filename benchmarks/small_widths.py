@@ -6,7 +6,7 @@ parameters of OFENet, the actor and the critics, and average over seeds. Then pi
 network: every OFENet layer, both actor layers, both layers of each critic) whose counts come closest to those
 means: OFENet first (its output size is the heads' input size), then the actor and the critics at that OFENet.
 
-    python benchmarks/small_widths.py benchmarks/results/sweep_100k --env Hopper-v5
+    python benchmarks/small_widths.py benchmarks/results/sweep --env Hopper-v5
 """
 
 import argparse

@@ -9,7 +9,7 @@ at its final widths (read from its curve), timed at batch 1 on one thread as Tor
 median of ``--rounds`` interleaved rounds of ``--number`` calls; it depends on the shapes only, so the weights
 are fresh ones. The targets of the evidence issue are checked at the end, per env.
 
-    python benchmarks/sweep_table.py benchmarks/results/sweep_100k --rounds 15 --number 300
+    python benchmarks/sweep_table.py benchmarks/results/sweep --rounds 15 --number 300
 """
 
 import argparse
