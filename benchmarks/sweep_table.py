@@ -170,11 +170,14 @@ def targets(rows: list[dict[str, Any]]) -> list[str]:
         ratio = xinet["return_mean"] / dense["return_mean"]
         lines.append(f"- {env}: XiNetSAC keeps {xinet['params_vs_dense']:.1%} of the parameters (target <= 30%: "
                      f"{'met' if xinet['params_vs_dense'] <= 0.3 else 'NOT met'}); its mean return is {ratio:.1%} of "
-                     f"dense OFENet-SAC's (target >= 95%: {'met' if ratio >= 0.95 else 'NOT met'})")  # fmt: skip
+                     f"dense OFENet-SAC's (target >= 95%: {'met' if ratio >= 0.95 else 'NOT met'} on the means; "
+                     f"{xinet['return_mean']} +/- {xinet['return_std']} over {xinet['seeds']} seeds vs "
+                     f"{dense['return_mean']} +/- {dense['return_std']} over {dense['seeds']})")  # fmt: skip
         if small:
             above = xinet["return_mean"] > small["return_mean"]
-            lines.append(f"  and {'above' if above else 'NOT above'} small-from-scratch OFENet-SAC "
-                         f"({xinet['return_mean']} vs {small['return_mean']} at {small['params']:,} parameters)")  # fmt: skip
+            lines.append(f"  and {'above' if above else 'NOT above'} small-from-scratch OFENet-SAC on the means "
+                         f"({small['return_mean']} +/- {small['return_std']} over {small['seeds']} seeds at "
+                         f"{small['params']:,} parameters)")  # fmt: skip
     return lines
 
 
