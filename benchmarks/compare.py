@@ -105,6 +105,11 @@ def read_rows(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(handle))
 
 
+def finished_runs(out: Path) -> set[tuple[str, str, str]]:
+    """(env, algo, seed) of every run with a row in ``<out>/runs.csv``."""
+    return {(row["env"], row["algo"], row["seed"]) for row in read_rows(out / "runs.csv")}
+
+
 def run_id(env: str, algo: str, seed: int) -> str:
     return f"{env}_{algo}_{seed}"
 
@@ -122,18 +127,19 @@ def train_one(env_id: str, algo: str, seed: int, args: argparse.Namespace) -> st
 
     th.set_num_threads(args.threads)
     out = Path(args.out)
-    checkpoint = out / "checkpoints" / run_id(env_id, algo, seed)
+    name = run_id(env_id, algo, seed)
+    checkpoint = out / "checkpoints" / name
     # one process per run, even across sweep commands started side by side: two would share the checkpoint and
     # the curve. The lock goes with the process (flock), so a killed run leaves none behind.
     checkpoint.parent.mkdir(parents=True, exist_ok=True)
-    lock = (checkpoint.parent / f"{run_id(env_id, algo, seed)}.lock").open("w")
+    lock = (checkpoint.parent / f"{name}.lock").open("w")
     try:
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
-        return f"{run_id(env_id, algo, seed)}: running in another process, skipped"
-    if any((row["env"], row["algo"], row["seed"]) == (env_id, algo, str(seed)) for row in read_rows(out / "runs.csv")):
-        return f"{run_id(env_id, algo, seed)}: finished by another process"
-    curve = out / "curves" / f"{run_id(env_id, algo, seed)}.csv"
+        return f"{name}: running in another process, skipped"
+    if (env_id, algo, str(seed)) in finished_runs(out):
+        return f"{name}: finished by another process"
+    curve = out / "curves" / f"{name}.csv"
     curve.parent.mkdir(parents=True, exist_ok=True)
     class_name, kwargs = algo_kwargs(algo, args)
     algo_class = SAC if class_name == "SAC" else XiNetSAC
@@ -199,7 +205,7 @@ def train_one(env_id: str, algo: str, seed: int, args: argparse.Namespace) -> st
     if remaining > 0:
         model.learn(remaining, callback=callback, reset_num_timesteps=done == 0)
     if model.num_timesteps < args.steps:
-        return f"{run_id(env_id, algo, seed)}: paused at step {model.num_timesteps} (end of the slice), resumable"
+        return f"{name}: paused at step {model.num_timesteps} (end of the slice), resumable"
     final = callback.evaluate(args.final_episodes)
     params, _ = network_size(model)
     initial = sum(model.initial_params.values()) if hasattr(model, "initial_params") else params
@@ -222,7 +228,7 @@ def train_one(env_id: str, algo: str, seed: int, args: argparse.Namespace) -> st
             machine=f"{platform.machine()} {os.cpu_count()} cores, {args.threads} torch thread(s)/run",
         ),
     )
-    return f"{run_id(env_id, algo, seed)}: return {final['return_mean']:.1f}, {params:,} parameters"
+    return f"{name}: return {final['return_mean']:.1f}, {params:,} parameters"
 
 
 def main() -> None:
@@ -247,7 +253,7 @@ def main() -> None:
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    finished = {(row["env"], row["algo"], row["seed"]) for row in read_rows(out / "runs.csv")}
+    finished = finished_runs(out)
     todo = [
         (env, algo, seed)
         for seed in args.seeds
@@ -267,11 +273,11 @@ def small_runs_sized_to_xinet(todo: list[tuple[str, str, int]], args: argparse.N
     from small_widths import match_xinet
 
     out = Path(args.out)
-    finished = read_rows(out / "runs.csv")
+    finished = finished_runs(out)
     chosen = json.loads((out / "small_widths.json").read_text()) if (out / "small_widths.json").exists() else {}
     ready = []
     for env in dict.fromkeys(env for env, _, _ in todo):
-        xinet_seeds = {row["seed"] for row in finished if row["env"] == env and row["algo"] == "xinet"}
+        xinet_seeds = {seed for run_env, algo, seed in finished if run_env == env and algo == "xinet"}
         if not {str(seed) for seed in args.seeds} <= xinet_seeds:
             print(f"{env}: small runs wait until XiNetSAC seeds {args.seeds} have finished", flush=True)
             continue

@@ -19,7 +19,6 @@ import os
 import platform
 import statistics
 import tempfile
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +31,7 @@ from tables import write_results
 from torch import nn
 
 from sb3_xinet import XiNetSAC
-from sb3_xinet.export import export, latency_us
+from sb3_xinet.export import export, latency_us, save_actor
 
 
 class SACDeterministicActor(nn.Module):
@@ -73,15 +72,8 @@ def final_actor(env: str, algo: str, units: dict[str, list[int]], params: str, f
     write it as TorchScript and ONNX; return the paths and the observation size."""
     if algo == "sac":
         sac = SAC("MlpPolicy", env, buffer_size=1, device="cpu")
-        actor = SACDeterministicActor(sac).cpu().eval()
-        paths = {"torchscript": folder / "actor.pt", "onnx": folder / "actor.onnx"}
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", DeprecationWarning)  # see sb3_xinet.export
-            th.jit.script(actor).save(str(paths["torchscript"]))
-        example = th.zeros(2, sac.observation_space.shape[0])
-        th.onnx.export(actor, (example,), str(paths["onnx"]), input_names=["observation"], output_names=["action"],
-                       dynamic_shapes={"obs": {0: th.export.Dim("batch")}}, verbose=False)  # fmt: skip
-        return paths, sac.observation_space.shape[0]
+        obs_dim = sac.observation_space.shape[0]
+        return save_actor(SACDeterministicActor(sac).cpu().eval(), obs_dim, folder / "actor"), obs_dim
     gates = "all" if algo == "xinet" else "none"
     policy_kwargs = dict(gates=gates, architecture=architecture_from_units(units))
     model = XiNetSAC("MlpPolicy", env, buffer_size=1, device="cpu", policy_kwargs=policy_kwargs)

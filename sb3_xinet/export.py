@@ -102,10 +102,14 @@ def export(model: XiNetSAC | str | Path, out: str | Path, onnx: bool = True) -> 
     """Write ``<out>.pt`` (TorchScript) and, if ``onnx``, ``<out>.onnx``; return the paths written."""
     if not isinstance(model, XiNetSAC):
         model = XiNetSAC.load(model, device="cpu")
-    actor = deterministic_actor(model)
+    return save_actor(deterministic_actor(model), model.observation_space.shape[0], out, onnx)
+
+
+def save_actor(actor: nn.Module, obs_dim: int, out: str | Path, onnx: bool = True) -> dict[str, Path]:
+    """Write a plain-torch actor (observations -> actions) as ``<out>.pt`` and, if ``onnx``, ``<out>.onnx``."""
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    example = th.zeros(2, model.observation_space.shape[0])
+    example = th.zeros(2, obs_dim)
     paths = {"torchscript": out.with_suffix(".pt")}
     with warnings.catch_warnings():
         # deprecated in favour of torch.export, whose files need torch.export.load; TorchScript files load with
