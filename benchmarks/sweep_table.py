@@ -151,6 +151,12 @@ def summarize(runs: list[dict[str, str]], latency: dict[tuple, dict[str, float]]
     return rows
 
 
+def gap(a: dict[str, Any], b: dict[str, Any]) -> str:
+    """Difference of mean returns ``a - b`` with its standard error (Welch), to show what the seeds can resolve."""
+    error = (a["return_std"] ** 2 / a["seeds"] + b["return_std"] ** 2 / b["seeds"]) ** 0.5
+    return f"difference {a['return_mean'] - b['return_mean']:+.0f} +/- {error:.0f} (standard error)"
+
+
 def targets(rows: list[dict[str, Any]]) -> list[str]:
     """The evidence issue's targets, per env with XiNetSAC, dense and small runs."""
     lines = []
@@ -164,12 +170,13 @@ def targets(rows: list[dict[str, Any]]) -> list[str]:
                      f"{'met' if xinet['params_vs_dense'] <= 0.3 else 'NOT met'}); its mean return is {ratio:.1%} of "
                      f"dense OFENet-SAC's (target >= 95%: {'met' if ratio >= 0.95 else 'NOT met'} on the means; "
                      f"{xinet['return_mean']} +/- {xinet['return_std']} over {xinet['seeds']} seeds vs "
-                     f"{dense['return_mean']} +/- {dense['return_std']} over {dense['seeds']})")  # fmt: skip
+                     f"{dense['return_mean']} +/- {dense['return_std']} over {dense['seeds']}; "
+                     f"{gap(xinet, dense)})")  # fmt: skip
         if small:
             above = xinet["return_mean"] > small["return_mean"]
             lines.append(f"  and {'above' if above else 'NOT above'} small-from-scratch OFENet-SAC on the means "
                          f"({small['return_mean']} +/- {small['return_std']} over {small['seeds']} seeds at "
-                         f"{small['params']:,} parameters)")  # fmt: skip
+                         f"{small['params']:,} parameters; {gap(xinet, small)})")  # fmt: skip
     return lines
 
 

@@ -102,3 +102,17 @@ def test_a_run_already_running_in_another_process_is_skipped(tmp_path):
         assert "running in another process, skipped" in compare(out, "--algos", "xinet", "--seeds", "0")
     assert not (out / "curves" / "Pendulum-v1_xinet_0.csv").exists()
     assert not (out / "runs.csv").exists()
+
+
+def test_the_targets_report_each_verdict_with_the_gap_the_seeds_can_resolve(benchmarks_path):
+    from sweep_table import targets
+
+    def row(algo, mean, std, params_vs_dense):
+        return dict(env="Hopper-v5", algo=algo, seeds=3, return_mean=mean, return_std=std, params=1000,
+                    params_vs_dense=params_vs_dense)  # fmt: skip
+
+    rows = [row("dense", 1000.0, 30.0, 1.0), row("xinet", 940.0, 40.0, 0.31), row("small", 900.0, 0.0, 0.31)]
+    text = "\n".join(targets(rows))
+    assert "target <= 30%: NOT met" in text and "94.0% of dense" in text and "target >= 95%: NOT met" in text
+    assert "difference -60 +/- 29 (standard error)" in text  # sqrt(40**2 / 3 + 30**2 / 3) = 28.9
+    assert "and above small-from-scratch" in text and "difference +40 +/- 23" in text
