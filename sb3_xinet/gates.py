@@ -12,6 +12,11 @@ gradient, as in the predecessor papers). Two estimators of ``d E[L] / d theta`` 
 Sampling is per sample and per unit (like dropout). In deterministic mode the gate scales by its mean,
 ``z = theta * h``: the dropout-style inference rule, continuous in theta, equal to thresholding once theta
 has converged to {0, 1} (see docs/design.md).
+
+A gate vector built with ``keep_one=True`` (the hidden layers of the actor and the critics, which have no
+identity path) is projected onto ``{theta in [0, 1]^n : sum(theta) >= 1}`` instead of the box: its layer keeps
+an expected width of at least one unit, so the regularizer can never switch the whole layer off and leave the
+network computing a constant.
 """
 
 from typing import Literal
@@ -28,13 +33,15 @@ class BernoulliGate(nn.Module):
 
     :param n_units: number of gated units
     :param estimator: gradient estimator for theta, ``"straight_through"`` or ``"reinforce"``
+    :param keep_one: the projection keeps ``sum(theta) >= 1`` (a layer that must not lose every unit)
     """
 
-    def __init__(self, n_units: int, estimator: GateEstimator = "straight_through") -> None:
+    def __init__(self, n_units: int, estimator: GateEstimator = "straight_through", keep_one: bool = False) -> None:
         super().__init__()
         if estimator not in ESTIMATORS:
             raise ValueError(f"Unknown gate estimator {estimator!r}, expected one of {ESTIMATORS}")
         self.estimator = estimator
+        self.keep_one = keep_one
         self.theta = nn.Parameter(th.ones(n_units))
         # log-probability of the last stochastic sample (batch,), used by the REINFORCE estimator only
         self.last_log_prob: th.Tensor | None = None
@@ -67,8 +74,32 @@ class BernoulliGate(nn.Module):
 
     @th.no_grad()
     def project_(self) -> None:
-        """Project theta back onto [0, 1]; call after every optimizer step."""
-        self.theta.clamp_(0.0, 1.0)
+        """Project theta back onto its feasible set; call after every optimizer step.
+
+        The box [0, 1]^n, or with ``keep_one`` the box intersected with ``sum(theta) >= 1``. Branch-free (no
+        host synchronisation): where the clamped vector already sums to 1 or more it is the projection;
+        otherwise the sum constraint is active and the projection is the one onto the probability simplex.
+        """
+        theta = self.theta
+        if not self.keep_one:
+            theta.clamp_(0.0, 1.0)
+            return
+        clamped = theta.clamp(0.0, 1.0)
+        theta.copy_(th.where(clamped.sum() >= 1.0, clamped, project_onto_simplex(theta)))
+
+
+def project_onto_simplex(y: th.Tensor) -> th.Tensor:
+    """Euclidean projection of a vector onto the probability simplex ``{x >= 0, sum(x) = 1}``.
+
+    The sort-based algorithm of Duchi, Shalev-Shwartz, Singer and Chandra, "Efficient projections onto the
+    l1-ball for learning in high dimensions" (ICML 2008), written without data-dependent branches.
+    """
+    u = th.sort(y, descending=True).values
+    cumsum = th.cumsum(u, dim=0) - 1.0
+    ranks = th.arange(1, y.shape[0] + 1, device=y.device, dtype=y.dtype)
+    support = (u - cumsum / ranks > 0).sum().clamp(min=1)
+    shift = cumsum.gather(0, (support - 1).reshape(1)) / support.to(y.dtype)
+    return (y - shift).clamp(min=0.0)
 
 
 def bernoulli_log_prob(xi: th.Tensor, theta: th.Tensor) -> th.Tensor:

@@ -30,6 +30,8 @@ Optimizers = Iterable[th.optim.Optimizer]
 # Keras BatchNormalization defaults used by OFENet: momentum 0.99 (PyTorch momentum = 1 - 0.99), eps 1e-3
 BN_MOMENTUM = 0.01
 BN_EPS = 1e-3
+# float32 rounding of sum(theta) after the projection onto sum(theta) >= 1
+FLOOR_TOLERANCE = 1e-5
 
 
 def check_units(units: Sequence[int], what: str, allow_empty: bool) -> list[int]:
@@ -62,6 +64,7 @@ class GatedLayer(nn.Module):
     :param batch_norm: BatchNorm on the pre-activations (Keras defaults, as in OFENet)
     :param gated: multiply each unit by a Bernoulli gate (False gives the dense baseline)
     :param estimator: gradient estimator of the gates
+    :param keep_one: the layer keeps an expected width of at least one unit (see :class:`BernoulliGate`)
     """
 
     def __init__(
@@ -72,12 +75,13 @@ class GatedLayer(nn.Module):
         batch_norm: bool = True,
         gated: bool = True,
         estimator: GateEstimator = "straight_through",
+        keep_one: bool = False,
     ) -> None:
         super().__init__()
         self.linear = nn.Linear(in_features, n_units)
         self.bn = nn.BatchNorm1d(n_units, momentum=BN_MOMENTUM, eps=BN_EPS) if batch_norm else None
         self.activation = activation_fn()
-        self.gate = BernoulliGate(n_units, estimator) if gated else None
+        self.gate = BernoulliGate(n_units, estimator, keep_one) if gated else None
 
     @property
     def n_units(self) -> int:
@@ -250,7 +254,9 @@ class GatedMLP(GatedBlock):
     """A stack of gated layers (no concatenation); the output is the last layer's units.
 
     Every layer keeps at least one unit: unlike a DenseNet layer, an empty MLP layer would make the
-    network's output constant, and its deletion would change the function.
+    network's output constant, and its deletion would change the function. Its gates are projected onto
+    ``sum(theta) >= 1`` after every step, so the mean-gated layer never outputs zeros, and the removal keeps
+    the unit with the largest theta should every theta of a layer still be at or below the threshold.
 
     :param in_features: input width
     :param units: units of each hidden layer (may be empty: the block then passes its input through)
@@ -271,7 +277,7 @@ class GatedMLP(GatedBlock):
         self.layers = nn.ModuleList()
         width = in_features
         for n_units in widths:
-            self.layers.append(GatedLayer(width, n_units, activation_fn, batch_norm, gated, estimator))
+            self.layers.append(GatedLayer(width, n_units, activation_fn, batch_norm, gated, estimator, keep_one=True))
             width = n_units
 
     @property
@@ -315,10 +321,19 @@ class GatedMLP(GatedBlock):
         self.in_features -= len(columns)
 
     def units_at_or_below(self, threshold: float) -> dict[int, list[int]]:
-        """Like :meth:`GatedBlock.units_at_or_below`, but a layer always keeps its unit with the largest theta."""
+        """Like :meth:`GatedBlock.units_at_or_below`, but a layer always keeps its unit with the largest theta
+        (the projection that follows a removal brings a lone survivor's theta to 1)."""
         found = super().units_at_or_below(threshold)
         for layer_id, units in found.items():
             layer = self.layers[layer_id]
             if len(units) == layer.n_units:
                 units.remove(int(th.argmax(layer.gate.theta.detach())))
         return {layer_id: units for layer_id, units in found.items() if units}
+
+    def layers_at_floor(self) -> list[int]:
+        """Ids of the gated layers whose expected width is down to the one unit they must keep."""
+        return [
+            layer_id
+            for layer_id, layer in zip(self.layer_ids, self.layers, strict=True)
+            if layer.gate is not None and float(layer.gate.theta.detach().sum()) <= 1.0 + FLOOR_TOLERANCE
+        ]

@@ -12,6 +12,8 @@
   ``architecture`` keyword on load, so SB3 rebuilds the pruned shapes before loading the weights.
 """
 
+import math
+import warnings
 from typing import Any, Literal
 
 import torch as th
@@ -19,7 +21,7 @@ from gymnasium import spaces
 from stable_baselines3.common.distributions import SquashedDiagGaussianDistribution
 from stable_baselines3.common.policies import BaseModel, BasePolicy
 from stable_baselines3.common.preprocessing import get_action_dim, preprocess_obs
-from stable_baselines3.common.torch_layers import get_actor_critic_arch
+from stable_baselines3.common.torch_layers import BaseFeaturesExtractor, FlattenExtractor, get_actor_critic_arch
 from stable_baselines3.common.type_aliases import PyTorchObs, Schedule
 from torch import nn
 
@@ -63,6 +65,8 @@ class XiNetActor(BasePolicy):
     :param ofenet: the policy's OFENet (held by reference, not a submodule)
     :param net_arch: units of each hidden layer
     :param gated: gate the hidden units
+    :param log_std_init: initial log standard deviation of the actions, the same in every state (None: the
+        log-std head keeps PyTorch's default initialisation)
     """
 
     action_space: spaces.Box
@@ -77,6 +81,7 @@ class XiNetActor(BasePolicy):
         gated: bool = True,
         estimator: GateEstimator = "straight_through",
         normalize_images: bool = True,
+        log_std_init: float | None = None,
     ) -> None:
         super().__init__(observation_space, action_space, normalize_images=normalize_images, squash_output=True)
         self._ofenet = (ofenet,)  # a tuple keeps the shared OFENet out of this module's parameters
@@ -84,12 +89,16 @@ class XiNetActor(BasePolicy):
         self.activation_fn = activation_fn
         self.gated = gated
         self.estimator = estimator
+        self.log_std_init = log_std_init
         action_dim = get_action_dim(self.action_space)
         self.latent_pi = GatedMLP(
             ofenet.state_features_dim, net_arch, activation_fn, batch_norm=False, gated=gated, estimator=estimator
         )
         self.mu = nn.Linear(self.latent_pi.out_features, action_dim)
         self.log_std = nn.Linear(self.latent_pi.out_features, action_dim)
+        if log_std_init is not None:
+            nn.init.zeros_(self.log_std.weight)
+            nn.init.constant_(self.log_std.bias, log_std_init)
         self.action_dist = SquashedDiagGaussianDistribution(action_dim)
         for consumer in [self.latent_pi] if net_arch else [self.mu, self.log_std]:
             ofenet.register_consumer("state", consumer)
@@ -106,6 +115,7 @@ class XiNetActor(BasePolicy):
             activation_fn=self.activation_fn,
             gated=self.gated,
             estimator=self.estimator,
+            log_std_init=self.log_std_init,
         )
         return data
 
@@ -225,6 +235,13 @@ class XiNetPolicy(BasePolicy):
     :param ofenet_learning_rate: learning rate of OFENet's aux-loss optimizer
     :param theta_learning_rate: learning rate of every theta (its own parameter group)
     :param architecture: current widths of a pruned policy; written by pruning and read on load, leave it None
+    :param log_std_init: initial log standard deviation of the actions (None: PyTorch's default initialisation
+        of the log-std head; SB3's SAC reads this option only with gSDE)
+
+    SB3's other SAC policy options are refused with a ValueError when set: ``use_sde``, ``use_expln`` and
+    ``clip_mean`` (gSDE, which XiNetSAC does not support), and ``features_extractor_class``,
+    ``features_extractor_kwargs`` and ``share_features_extractor`` (OFENet is the feature extractor, shared by
+    the actor and the critics and trained by its own loss; size it with ``ofenet_kwargs``).
     """
 
     actor: XiNetActor
@@ -239,10 +256,16 @@ class XiNetPolicy(BasePolicy):
         net_arch: list[int] | dict[str, list[int]] | None = None,
         activation_fn: type[nn.Module] = nn.ReLU,
         use_sde: bool = False,
+        log_std_init: float | None = None,
+        use_expln: bool = False,
+        clip_mean: float = 2.0,
+        features_extractor_class: type[BaseFeaturesExtractor] | None = None,
+        features_extractor_kwargs: dict[str, Any] | None = None,
         normalize_images: bool = True,
         optimizer_class: type[th.optim.Optimizer] = th.optim.Adam,
         optimizer_kwargs: dict[str, Any] | None = None,
         n_critics: int = 2,
+        share_features_extractor: bool = False,
         ofenet_kwargs: dict[str, Any] | None = None,
         gates: Gates = "all",
         gate_estimator: GateEstimator = "straight_through",
@@ -250,8 +273,18 @@ class XiNetPolicy(BasePolicy):
         theta_learning_rate: float = 1e-3,
         architecture: dict[str, Any] | None = None,
     ) -> None:
-        if use_sde:
-            raise ValueError("XiNetSAC does not support gSDE (use_sde=True)")
+        if use_sde or use_expln or clip_mean != 2.0:
+            raise ValueError("XiNetSAC does not support gSDE: use_sde, use_expln and clip_mean must keep their defaults")
+        if features_extractor_class not in (None, FlattenExtractor) or features_extractor_kwargs or share_features_extractor:
+            raise ValueError(
+                "OFENet is XiNetSAC's feature extractor, shared by the actor and the critics and trained by its own "
+                "aux loss: features_extractor_class, features_extractor_kwargs and share_features_extractor do not "
+                "apply; size OFENet with ofenet_kwargs"
+            )
+        if log_std_init is not None and (
+            isinstance(log_std_init, bool) or not isinstance(log_std_init, int | float) or not math.isfinite(log_std_init)
+        ):
+            raise ValueError(f"log_std_init must be a finite number or None, got {log_std_init!r}")
         if gates not in GATES:
             raise ValueError(f"gates must be one of {GATES}, got {gates!r}")
         if gate_estimator not in ESTIMATORS:
@@ -277,6 +310,8 @@ class XiNetPolicy(BasePolicy):
         self.gate_estimator = gate_estimator
         self.ofenet_learning_rate = ofenet_learning_rate
         self.theta_learning_rate = theta_learning_rate
+        self.log_std_init = log_std_init
+        self._warned_floors: set[tuple[str, int]] = set()
         self._build(lr_schedule, architecture)
 
     def _build(self, lr_schedule: Schedule, architecture: dict[str, Any] | None) -> None:
@@ -296,7 +331,12 @@ class XiNetPolicy(BasePolicy):
             normalize_images=self.normalize_images,
         )
         self.actor = XiNetActor(
-            self.observation_space, self.action_space, self.ofenet, architecture.get("actor", actor_arch), **head_kwargs
+            self.observation_space,
+            self.action_space,
+            self.ofenet,
+            architecture.get("actor", actor_arch),
+            log_std_init=self.log_std_init,
+            **head_kwargs,
         )
         critic_units = architecture.get("critics", [critic_arch] * self.n_critics)
         self.critic = XiNetCritic(self.observation_space, self.action_space, self.ofenet, critic_units, **head_kwargs)
@@ -330,6 +370,7 @@ class XiNetPolicy(BasePolicy):
             gate_estimator=self.gate_estimator,
             ofenet_learning_rate=self.ofenet_learning_rate,
             theta_learning_rate=self.theta_learning_rate,
+            log_std_init=self.log_std_init,
             architecture=self.architecture(),
         )
         return data
@@ -369,24 +410,63 @@ class XiNetPolicy(BasePolicy):
         for block in self.gated_blocks().values():
             block.project_()
 
+    def heads(self) -> dict[str, tuple[GatedMLP, nn.Module, nn.Module | None]]:
+        """The gated hidden layers of the actor and of each critic, by block name: ``(block, network, target)``
+        with the network that removes their units and its target copy (None for the actor)."""
+        heads: dict[str, tuple[GatedMLP, nn.Module, nn.Module | None]] = {"actor": (self.actor.latent_pi, self.actor, None)}
+        for i, (q_net, q_target) in enumerate(zip(self.critic.q_networks, self.critic_target.q_networks, strict=True)):
+            heads[f"critic{i}"] = (q_net.latent, q_net, q_target)
+        return heads
+
     def prune(self, threshold: float) -> dict[str, dict[int, list[int]]]:
         """Remove every unit whose theta is at or below ``threshold``, from each network, its target copy and
-        every optimizer state. Returns the removed units per block and layer id."""
+        every optimizer state. Returns the removed units per block and layer id.
+
+        A hidden layer of the actor or of a critic keeps at least one unit (its gates' projection keeps
+        ``sum(theta) >= 1``, and the survivor of a layer whose every theta is at the threshold gets theta 1).
+        A layer held at that floor means the cost weight would empty it: a ``UserWarning`` names it, once.
+        """
         optimizers = self.optimizers()
         removed = {f"ofenet.{branch}": found for branch, found in self.ofenet.prune(threshold, optimizers).items()}
-        found = self.actor.latent_pi.units_at_or_below(threshold)
-        for layer_id, units in found.items():
-            self.actor.remove_units(layer_id, units, optimizers)
-        if found:
-            removed["actor"] = found
-        for i, (q_net, q_target) in enumerate(zip(self.critic.q_networks, self.critic_target.q_networks, strict=True)):
-            found = q_net.latent.units_at_or_below(threshold)
+        for name, (block, network, target) in self.heads().items():
+            found = block.units_at_or_below(threshold)
             for layer_id, units in found.items():
-                q_net.remove_units(layer_id, units, optimizers)
-                q_target.remove_units(layer_id, units)
+                network.remove_units(layer_id, units, optimizers)
+                if target is not None:
+                    target.remove_units(layer_id, units)
             if found:
-                removed[f"critic{i}"] = found
+                removed[name] = found
+            block.project_()
+            for layer_id in block.layers_at_floor():
+                if (name, layer_id) not in self._warned_floors:
+                    self._warned_floors.add((name, layer_id))
+                    warnings.warn(
+                        f"XiNetSAC: the cost weight would remove every unit of {name} layer {layer_id}, which would "
+                        f"make the {name.rstrip('0123456789')}'s output constant; the layer keeps one unit. "
+                        "A smaller cost_weight keeps more.",
+                        stacklevel=2,
+                    )
+        self.sync_target_thetas()
         return removed
+
+    def sync_target_thetas(self) -> None:
+        """Give each target critic the thetas of its critic (see :meth:`critic_parameters`)."""
+        _, thetas, _, target_thetas = self.critic_parameters()
+        with th.no_grad():
+            for theta, target in zip(thetas, target_thetas, strict=True):
+                target.copy_(theta)
+
+    def critic_parameters(self) -> tuple[list[nn.Parameter], list[nn.Parameter], list[nn.Parameter], list[nn.Parameter]]:
+        """(weights, thetas, target weights, target thetas) of the critics.
+
+        The targets' weights follow the critics' by Polyak averaging; their thetas are the critics' own. A theta
+        only says whether a unit is still in use: an averaged one would lag behind its critic's, and when the unit
+        goes (its critic's theta at the threshold), the target would lose a unit still scaled by up to tens of
+        percent, and its Q-values would jump.
+        """
+        weights, thetas = gated_parameters(self.critic)
+        target_weights, target_thetas = gated_parameters(self.critic_target)
+        return weights, thetas, target_weights, target_thetas
 
     def obs_to_float(self, obs: PyTorchObs) -> th.Tensor:
         """Observations as OFENet reads them (SB3's preprocessing, float32)."""

@@ -23,13 +23,13 @@ import numpy as np
 import torch as th
 from stable_baselines3 import SAC
 from stable_baselines3.common.base_class import BaseAlgorithm
-from stable_baselines3.common.buffers import ReplayBuffer
-from stable_baselines3.common.callbacks import CallbackList
+from stable_baselines3.common.buffers import NStepReplayBuffer, ReplayBuffer
+from stable_baselines3.common.callbacks import BaseCallback, CallbackList, ConvertCallback
 from stable_baselines3.common.noise import ActionNoise
 from stable_baselines3.common.save_util import load_from_zip_file
-from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, Schedule
+from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, ReplayBufferSamples, Schedule
 from stable_baselines3.common.utils import check_for_correct_spaces, polyak_update
-from stable_baselines3.common.vec_env import VecEnv
+from stable_baselines3.common.vec_env import VecEnv, VecNormalize
 
 from sb3_xinet.callbacks import XiNetPruningCallback
 from sb3_xinet.cost import LossScale, check_cost_weight, count_parameters
@@ -108,6 +108,9 @@ class XiNetSAC(SAC):
         ent_coef: str | float = "auto",
         target_update_interval: int = 1,
         target_entropy: str | float = "auto",
+        use_sde: bool = False,
+        sde_sample_freq: int = -1,
+        use_sde_at_warmup: bool = False,
         stats_window_size: int = 100,
         tensorboard_log: str | None = None,
         policy_kwargs: dict[str, Any] | None = None,
@@ -122,6 +125,11 @@ class XiNetSAC(SAC):
         loss_scale_window: int = 10_000,
         _init_setup_model: bool = True,
     ) -> None:
+        if use_sde or use_sde_at_warmup:
+            raise ValueError(
+                "XiNetSAC does not support gSDE (use_sde / use_sde_at_warmup): its exploration matrix is sized by the "
+                "actor's last hidden layer, which pruning reshapes. Use SAC's default exploration (or action_noise)."
+            )
         checked = check_pruning_arguments(
             cost_weight=cost_weight,
             prune_threshold=prune_threshold,
@@ -175,6 +183,15 @@ class XiNetSAC(SAC):
         if _init_setup_model:
             self._setup_model()
 
+    def _get_policy_from_name(self, policy_name: str) -> type[XiNetPolicy]:
+        """SB3's alias lookup, with a message that says what XiNetSAC supports."""
+        if policy_name not in self.policy_aliases:
+            raise ValueError(
+                f"XiNetSAC has one policy, 'MlpPolicy' (or the class XiNetPolicy), not {policy_name!r}: OFENet reads a "
+                "flat observation vector. Flatten Dict observations first (gymnasium.wrappers.FlattenObservation)."
+            )
+        return self.policy_aliases[policy_name]
+
     @staticmethod
     def _wrap_env(env: GymEnv, verbose: int = 0, monitor_wrapper: bool = True) -> VecEnv:
         """SB3's wrapping, then a clear error for the spaces OFENet cannot read."""
@@ -189,8 +206,9 @@ class XiNetSAC(SAC):
             self.initial_units = {name: list(block.units) for name, block in self.policy.gated_blocks().items()}
             self.initial_params = {name: count_parameters([net]) for name, net in self.policy.networks().items()}
             self.initial_expected_params = float(self.policy.expected_params().item())
-        if not self.loss_scales:
-            self.loss_scales = {name: LossScale(self.loss_scale_window) for name in ("aux", "critic", "actor")}
+        # one scale per loss that thetas pay with; a save from an older version measures its missing ones afresh
+        names = ["aux", "actor", *(f"critic{i}" for i in range(len(self.policy.critic.q_networks)))]
+        self.loss_scales = {name: self.loss_scales.get(name, LossScale(self.loss_scale_window)) for name in names}
         self._cost_cache: tuple[int, dict[str, list[tuple[th.Tensor, th.Tensor]]]] | None = None
 
     def _excluded_save_params(self) -> list[str]:
@@ -209,10 +227,16 @@ class XiNetSAC(SAC):
                 if not group.get("theta", False):
                     group["lr"] = lr
 
-    def _aux_step(self, batch_size: int, cost_grads: dict[str, list[tuple[th.Tensor, th.Tensor]]] | None) -> float:
-        """One OFENet update on its own sample: aux loss, cost gradient, projection."""
+    def _aux_step(
+        self, batch_size: int, cost_grads: dict[str, list[tuple[th.Tensor, th.Tensor]]] | None, measure: bool = True
+    ) -> float:
+        """One OFENet update on its own sample: aux loss, cost gradient, projection.
+
+        :param measure: update the aux loss scale (not during pre-training: the scale describes the pre-trained
+            OFENet, whose loss the cost is weighed against)
+        """
         ofenet = self.policy.ofenet
-        data = self.replay_buffer.sample(batch_size, env=self._vec_normalize_env)  # type: ignore[union-attr]
+        data = sample_one_step(self.replay_buffer, batch_size, self._vec_normalize_env)  # type: ignore[arg-type]
         obs, next_obs = self.policy.obs_to_float(data.observations), self.policy.obs_to_float(data.next_observations)
         per_sample = ofenet.aux_loss(obs, data.actions, next_obs, reduction="none")
         loss = per_sample.mean()
@@ -224,7 +248,8 @@ class XiNetSAC(SAC):
         self.policy.ofenet_optimizer.step()
         ofenet.project_()
         value = per_sample.mean().item()
-        self.loss_scales["aux"].update(value)
+        if measure:
+            self.loss_scales["aux"].update(value)
         return value
 
     def _set_ofenet_trainable(self, trainable: bool, weights: list[th.Tensor], thetas: list[th.Tensor]) -> None:
@@ -236,7 +261,7 @@ class XiNetSAC(SAC):
 
     def _pretrain_ofenet(self, batch_size: int) -> None:
         self._set_ofenet_trainable(True, self.policy.ofenet.weight_parameters(), self.policy.ofenet.gate_parameters())
-        losses = [self._aux_step(batch_size, None) for _ in range(self.ofenet_pretrain_steps)]
+        losses = [self._aux_step(batch_size, None, measure=False) for _ in range(self.ofenet_pretrain_steps)]
         self.ofenet_pretrained = True
         if losses:
             self.logger.record("train/ofenet_pretrain_loss", float(np.mean(losses[-100:])))
@@ -292,6 +317,7 @@ class XiNetSAC(SAC):
         reinforce = policy.gate_estimator == "reinforce" and self.cost_active
         ofenet_params = (ofenet.weight_parameters(), ofenet.gate_parameters())  # the same objects all call long
         critic_names = [f"critic{i}" for i in range(len(critic.q_networks))]
+        critic_weights, critic_thetas, target_weights, target_thetas = policy.critic_parameters()
 
         ent_coef_losses, ent_coefs, actor_losses, critic_losses, aux_losses = [], [], [], [], []
         for gradient_step in range(gradient_steps):
@@ -332,23 +358,28 @@ class XiNetSAC(SAC):
                 target_q_values = replay_data.rewards + (1 - replay_data.dones) * discounts * next_q_values
 
             current_q_values = critic.q_values(z_sa, stochastic=True)
-            per_sample_critic = 0.5 * sum((current_q - target_q_values).pow(2).squeeze(1) for current_q in current_q_values)
-            critic_loss = per_sample_critic.mean()
+            # one loss per critic: each critic's thetas pay with their own critic's loss (SB3's critic loss is the sum)
+            per_sample_critics = 0.5 * (th.cat(current_q_values, dim=1) - target_q_values).pow(2).T
+            per_critic_losses = per_sample_critics.mean(dim=1)
+            critic_loss = per_critic_losses.sum()
             critic_losses.append(critic_loss.item())
             if reinforce and policy.gates == "all":
                 log_probs = sum(q_net.latent.log_prob() for q_net in critic.q_networks)
-                critic_loss = critic_loss + score_function_loss(log_probs, per_sample_critic)
+                critic_loss = critic_loss + score_function_loss(log_probs, per_sample_critics.sum(dim=0))
             critic.optimizer.zero_grad()
             critic_loss.backward()
-            self._add_cost_grads(cost_grads, critic_names, "critic")
+            for name in critic_names:
+                self._add_cost_grads(cost_grads, [name], name)
             critic.optimizer.step()
 
-            # the critics with mean gates; the gradient reaches the actor through phi_sa's action input
+            # The critics with mean gates, on the policy's actions and on the replay actions in one batch: the
+            # gradient reaches the actor through phi_sa's action input; the actor's loss scale, the action gap
+            # (how much the choice of action moves Q, see docs/design.md), comes from the same gate mode and the
+            # same critic.
             z_sa_pi = ofenet.phi_sa_from_state(z_s, actions_pi)
-            q_values_pi = th.cat(critic.q_values(z_sa_pi, stochastic=False), dim=1)
-            min_qf_pi, _ = th.min(q_values_pi, dim=1, keepdim=True)
-            # the actor's loss scale: how much the choice of action moves Q (see docs/design.md)
-            min_qf_replay, _ = th.min(th.cat(current_q_values, dim=1).detach(), dim=1, keepdim=True)
+            q_values = th.cat(critic.q_values(th.cat([z_sa_pi, z_sa]), stochastic=False), dim=1)
+            min_q, _ = th.min(q_values, dim=1, keepdim=True)
+            min_qf_pi, min_qf_replay = min_q[:batch_size], min_q[batch_size:].detach()
             action_gap = (min_qf_pi.detach() - min_qf_replay).abs().mean().item()
             per_sample_actor = (ent_coef * log_prob - min_qf_pi).squeeze(1)
             actor_loss = per_sample_actor.mean()
@@ -363,12 +394,15 @@ class XiNetSAC(SAC):
             self._set_ofenet_trainable(True, *ofenet_params)
             aux_losses.append(self._aux_step(batch_size, cost_grads))
             policy.project_()
-            self.loss_scales["critic"].update(critic_losses[-1])
+            for name, loss in zip(critic_names, per_critic_losses.tolist(), strict=True):
+                self.loss_scales[name].update(loss)
             self.loss_scales["actor"].update(action_gap)
 
             if gradient_step % self.target_update_interval == 0:
-                polyak_update(critic.parameters(), self.critic_target.parameters(), self.tau)
+                polyak_update(critic_weights, target_weights, self.tau)
                 polyak_update(self.batch_norm_stats, self.batch_norm_stats_target, 1.0)
+            # the targets' thetas are their critics' (see XiNetPolicy.critic_parameters)
+            polyak_update(critic_thetas, target_thetas, 1.0)
 
         self._n_updates += gradient_steps
         self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
@@ -442,17 +476,42 @@ class XiNetSAC(SAC):
 
 
 def with_pruning_callback(callback: MaybeCallback) -> MaybeCallback:
-    """The user's callbacks, plus a default :class:`XiNetPruningCallback` unless one of them is one."""
+    """The user's callbacks (plain functions wrapped as SB3 does), plus a default :class:`XiNetPruningCallback`
+    unless one of them is one.
 
-    def has_pruning(item: MaybeCallback) -> bool:
+    :raises ValueError: for the RL Zoo's ``ParallelTrainCallback``, which trains a copy of the model loaded as a
+        plain SAC in another thread: pruning either copy would change the shapes the other one syncs.
+    """
+
+    def flat(item: MaybeCallback) -> list[BaseCallback]:
+        if item is None:
+            return []
         if isinstance(item, list):
-            return any(has_pruning(sub) for sub in item)
+            return [leaf for sub in item for leaf in flat(sub)]
         if isinstance(item, CallbackList):
-            return has_pruning(item.callbacks)
-        return isinstance(item, XiNetPruningCallback)
+            return flat(item.callbacks)
+        return [item if isinstance(item, BaseCallback) else ConvertCallback(item)]
 
-    if has_pruning(callback):
-        return callback
-    if callback is None:
-        return XiNetPruningCallback()
-    return [*(callback if isinstance(callback, list) else [callback]), XiNetPruningCallback()]
+    callbacks = flat(callback)
+    for item in callbacks:
+        if type(item).__name__ == "ParallelTrainCallback":
+            raise ValueError(
+                "XiNetSAC does not support rl_zoo3's ParallelTrainCallback: it trains a copy of the model in another "
+                "thread and copies its weights back, and pruning changes the networks' shapes while they train."
+            )
+    if any(isinstance(item, XiNetPruningCallback) for item in callbacks):
+        return callback if isinstance(callback, BaseCallback) else callbacks
+    return [*callbacks, XiNetPruningCallback()]
+
+
+def sample_one_step(buffer: ReplayBuffer, batch_size: int, env: VecNormalize | None) -> ReplayBufferSamples:
+    """A replay sample whose ``next_observations`` are one step ahead of its observations.
+
+    OFENet predicts the next observation; SB3's :class:`NStepReplayBuffer` (``n_steps > 1``) returns the
+    observation n steps ahead instead, so from it the transitions are read as stored, with the plain replay
+    buffer's sampling.
+    """
+    if not isinstance(buffer, NStepReplayBuffer):
+        return buffer.sample(batch_size, env=env)
+    upper_bound = buffer.buffer_size if buffer.full else buffer.pos
+    return ReplayBuffer._get_samples(buffer, np.random.randint(0, upper_bound, size=batch_size), env=env)

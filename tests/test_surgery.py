@@ -17,8 +17,10 @@ def make_optimizer(system: System) -> th.optim.Adam:
     return th.optim.Adam([{"params": weights, "lr": 1e-2}, {"params": system.thetas(), "lr": 5e-2}])
 
 
-def step(system: System, optimizer: th.optim.Optimizer, obs, actions, next_obs, p0: float, batch_stats=True) -> None:
-    """One aux + downstream step with the cost penalty, gates sampled."""
+def step(
+    system: System, optimizer: th.optim.Optimizer, obs, actions, next_obs, p0: float, batch_stats=True, project=True
+) -> None:
+    """One aux + downstream step with the cost penalty, gates sampled, then (``project``) the projection."""
     prediction, action_out, q_value = system.outputs(obs, actions, stochastic=True, batch_stats=batch_stats)
     task = ((prediction - next_obs[:, : system.ofenet.target_dim]) ** 2).mean() + action_out.pow(2).mean() + q_value.mean()
     loss = task + cost_penalty(1.0, system.expected_params(), p0, loss_scale=0.5)
@@ -26,7 +28,8 @@ def step(system: System, optimizer: th.optim.Optimizer, obs, actions, next_obs, 
     loss.backward()
     optimizer.step()
     for block in system.blocks().values():
-        block.project_()
+        if project:
+            block.project_()
 
 
 @settings(max_examples=30, deadline=None)
@@ -50,9 +53,11 @@ def test_adam_step_after_surgery_matches_gated_network(case):
     compacted.remove(removal, [compacted_optimizer])
 
     # BN on running statistics for the compared step: with batch statistics the bias in front of BN has an
-    # exactly-zero gradient, whose rounding noise Adam would blow up into lr-sized, order-dependent steps
-    step(system, optimizer, obs, actions, next_obs, p0, batch_stats=False)
-    step(compacted, compacted_optimizer, obs, actions, next_obs, p0, batch_stats=False)
+    # exactly-zero gradient, whose rounding noise Adam would blow up into lr-sized, order-dependent steps.
+    # No projection after it: an MLP layer's projection keeps sum(theta) >= 1 over the units it has, and a
+    # unit at theta 0 is one of them until it is removed (tests/test_gates.py tests the projection).
+    step(system, optimizer, obs, actions, next_obs, p0, batch_stats=False, project=False)
+    step(compacted, compacted_optimizer, obs, actions, next_obs, p0, batch_stats=False, project=False)
 
     # compact the gated network after its step: it must now equal the network compacted before the step
     system.remove(removal, [optimizer])

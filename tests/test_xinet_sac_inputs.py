@@ -56,9 +56,10 @@ def test_bad_hyperparameters(kwargs, name):
         XiNetSAC("MlpPolicy", "Pendulum-v1", **kwargs)
 
 
-def test_gsde_is_not_an_option():
-    with pytest.raises(TypeError, match="use_sde"):
-        XiNetSAC("MlpPolicy", "Pendulum-v1", use_sde=True)
+@pytest.mark.parametrize("kwargs", [dict(use_sde=True), dict(use_sde_at_warmup=True), dict(use_sde=True, sde_sample_freq=4)])
+def test_gsde_is_refused_with_a_clear_message(kwargs):
+    with pytest.raises(ValueError, match="does not support gSDE"):
+        XiNetSAC("MlpPolicy", "Pendulum-v1", **kwargs)
 
 
 @pytest.mark.parametrize(("kwargs", "name"), [(dict(prune_freq=0), "prune_freq"), (dict(pruning_start=-1), "pruning_start")])
