@@ -99,7 +99,7 @@ def project_onto_simplex(y: th.Tensor) -> th.Tensor:
     ranks = th.arange(1, y.shape[0] + 1, device=y.device, dtype=y.dtype)
     support = (u - cumsum / ranks > 0).sum().clamp(min=1)
     shift = cumsum.gather(0, (support - 1).reshape(1)) / support.to(y.dtype)
-    return (y - shift).clamp(min=0.0)
+    return (y - shift).clamp(0.0, 1.0)  # the upper bound only catches rounding: sum(x) = 1 and x >= 0
 
 
 def bernoulli_log_prob(xi: th.Tensor, theta: th.Tensor) -> th.Tensor:

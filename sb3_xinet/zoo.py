@@ -67,7 +67,7 @@ def register(evaluation: bool = False) -> None:
     """Add our keys to the zoo's algorithm table (the dict object train, enjoy and record_video share)."""
     rl_zoo3.ALGOS.update({algo: XiNetSACForEvaluation if evaluation else cls for algo, cls in ALGOS.items()})
     rl_zoo3.hyperparams_opt.HYPERPARAMS_SAMPLER.setdefault("xinet_sac", make_sampler({}))
-    rl_zoo3.hyperparams_opt.HYPERPARAMS_CONVERTER.setdefault("xinet_sac", dict)
+    rl_zoo3.hyperparams_opt.HYPERPARAMS_CONVERTER.setdefault("xinet_sac", make_converter({}))
 
 
 def parse_zoo_args(argv: list[str]) -> argparse.Namespace:
@@ -133,21 +133,37 @@ def make_sampler(policy_kwargs: dict[str, Any]) -> Callable[[optuna.Trial, int, 
     """
 
     def sample_xinet_sac_params(trial: optuna.Trial, n_actions: int, n_envs: int, additional_args: dict) -> dict[str, Any]:
-        ofenet_kwargs = dict(policy_kwargs.get("ofenet_kwargs", {}))
-        n_layers = len(ofenet_kwargs.get("state_units", [40] * 6))
-        units = trial.suggest_categorical("ofenet_units", [20, 40, 60])
-        ofenet_kwargs.update(state_units=[units] * n_layers, state_action_units=[units] * n_layers)
-        return {
+        sampled = {
             "cost_weight": trial.suggest_float("cost_weight", 0.1, 10.0, log=True),
             "prune_threshold": trial.suggest_categorical("prune_threshold", [1e-3, 1e-2, 5e-2]),
-            "policy_kwargs": {
-                **policy_kwargs,
-                "ofenet_kwargs": ofenet_kwargs,
-                "theta_learning_rate": trial.suggest_float("theta_learning_rate", 1e-4, 1e-2, log=True),
-            },
+            "theta_learning_rate": trial.suggest_float("theta_learning_rate", 1e-4, 1e-2, log=True),
+            "ofenet_units": trial.suggest_categorical("ofenet_units", [20, 40, 60]),
         }
+        return make_converter(policy_kwargs)(sampled)
 
     return sample_xinet_sac_params
+
+
+def make_converter(policy_kwargs: dict[str, Any]) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    """The zoo's converter from a trial's parameters (as Optuna stores them) to XiNetSAC's hyperparameters.
+
+    The sampler goes through it, and so does ``--trial-id`` / replaying a study's best trial, which reads the
+    stored parameters back: ``theta_learning_rate`` and ``ofenet_units`` go into the YAML's ``policy_kwargs``.
+    """
+
+    def convert_xinet_sac_params(params: dict[str, Any]) -> dict[str, Any]:
+        hyperparams = dict(params)
+        ofenet_kwargs = dict(policy_kwargs.get("ofenet_kwargs", {}))
+        kwargs = {**policy_kwargs, "ofenet_kwargs": ofenet_kwargs}
+        if "ofenet_units" in hyperparams:
+            units = hyperparams.pop("ofenet_units")
+            n_layers = len(ofenet_kwargs.get("state_units", [40] * 6))
+            ofenet_kwargs.update(state_units=[units] * n_layers, state_action_units=[units] * n_layers)
+        if "theta_learning_rate" in hyperparams:
+            kwargs["theta_learning_rate"] = hyperparams.pop("theta_learning_rate")
+        return {**hyperparams, "policy_kwargs": kwargs}
+
+    return convert_xinet_sac_params
 
 
 def prepare(argv: list[str]) -> list[str]:
@@ -164,4 +180,5 @@ def prepare(argv: list[str]) -> list[str]:
             policy_kwargs = entry.get("policy_kwargs", {})
             if isinstance(policy_kwargs, dict):
                 rl_zoo3.hyperparams_opt.HYPERPARAMS_SAMPLER[args.algo] = make_sampler(policy_kwargs)
+                rl_zoo3.hyperparams_opt.HYPERPARAMS_CONVERTER[args.algo] = make_converter(policy_kwargs)
     return argv

@@ -154,3 +154,40 @@ def test_loss_scale_is_a_mean_then_a_moving_average():
     assert scale.value == pytest.approx(3.0)
     with pytest.raises(ValueError, match="window"):
         LossScale(window=0)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.floats(-3.0, 3.0, width=32), min_size=1, max_size=8), st.integers(0, 2**16))
+def test_keep_one_projection_is_the_closest_point_with_one_expected_unit(values, seed):
+    """With ``keep_one`` theta lands in {[0, 1]^n, sum >= 1} (a layer never switches every unit off), already
+    feasible points stay, and no feasible point is closer to where the step left theta."""
+    gate = BernoulliGate(len(values), keep_one=True)
+    y = th.tensor(values)
+    with th.no_grad():
+        gate.theta.copy_(y)
+    gate.project_()
+    x = gate.theta.detach().clone()
+    assert th.all(x >= 0.0) and th.all(x <= 1.0) and x.sum() >= 1.0 - 1e-5
+    gate.project_()
+    th.testing.assert_close(gate.theta.detach(), x, atol=1e-6, rtol=0.0)
+    if y.clamp(0, 1).sum() >= 1:
+        th.testing.assert_close(x, y.clamp(0, 1))
+    generator = th.Generator().manual_seed(seed)
+    candidates = th.rand(500, len(values), generator=generator)
+    candidates = candidates / candidates.sum(dim=1, keepdim=True).clamp(max=1.0)  # feasible: sum >= 1, in [0, 1]
+    candidates = th.cat([candidates, th.eye(len(values)), th.ones(1, len(values))])
+    assert th.linalg.vector_norm(y - x) <= th.linalg.vector_norm(y - candidates, dim=1).min() + 1e-5
+
+
+def test_keep_one_projection_revives_a_layer_switched_off():
+    gate = BernoulliGate(4, keep_one=True)
+    with th.no_grad():
+        gate.theta.copy_(th.tensor([-0.2, 0.0, 0.1, -0.5]))
+    gate.project_()
+    # shift every theta up by the same 11/30 (the one that makes them sum to 1), then clamp at 0
+    th.testing.assert_close(gate.theta.detach(), th.tensor([5 / 30, 11 / 30, 14 / 30, 0.0]))
+    plain = BernoulliGate(2)
+    with th.no_grad():
+        plain.theta.copy_(th.tensor([-0.2, 0.1]))
+    plain.project_()
+    th.testing.assert_close(plain.theta.detach(), th.tensor([0.0, 0.1]))

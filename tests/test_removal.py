@@ -1,11 +1,16 @@
 """Physical removal computes exactly what the network computed with those units' xi forced to 0."""
 
+import warnings
+
+import numpy as np
 import pytest
 import torch as th
+from gymnasium import spaces
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sb3_xinet.cost import count_parameters
+from sb3_xinet.policies import XiNetPolicy
 from tests.helpers import System
 
 widths = st.lists(st.integers(1, 5), min_size=1, max_size=3)
@@ -115,3 +120,58 @@ def test_expected_params_at_binary_theta_counts_compacted_network(case):
         smaller.remove({name: {layer_id: [n_units - 1]}})
         kept_alive = count_parameters(compacted.modules()) - count_parameters(smaller.modules())
         assert grad[-1].item() == pytest.approx(kept_alive)
+
+
+@st.composite
+def policies_with_binary_thetas(draw):
+    """A small XiNetPolicy whose head thetas are 0 or 1, with whole hidden layers at 0 drawn often."""
+    policy = XiNetPolicy(
+        spaces.Box(-1, 1, (draw(st.integers(1, 4)),)),
+        spaces.Box(-1, 1, (draw(st.integers(1, 2)),)),
+        lambda _: 3e-4,
+        net_arch=dict(
+            pi=draw(st.lists(st.integers(1, 4), min_size=1, max_size=2)),
+            qf=draw(st.lists(st.integers(1, 4), min_size=1, max_size=2)),
+        ),
+        ofenet_kwargs=dict(state_units=draw(widths), state_action_units=draw(widths)),
+    )
+    th.manual_seed(draw(st.integers(0, 2**16)))
+    with th.no_grad():
+        for block, _, target in policy.heads().values():
+            for module in [*block.modules(), *(target.modules() if target is not None else [])]:
+                if isinstance(module, th.nn.Linear):  # every ReLU unit active: only the gates could make a constant
+                    module.bias.fill_(1.0)
+        for block in policy.gated_blocks().values():
+            for gate in block.gates():
+                mode = draw(st.sampled_from(["zero", "one", "mixed"]))
+                gate.theta.copy_(
+                    {"zero": th.zeros, "one": th.ones}[mode](gate.n_units)
+                    if mode != "mixed"
+                    else th.tensor(draw(st.lists(st.sampled_from([0.0, 1.0]), min_size=gate.n_units, max_size=gate.n_units)))
+                )
+    return policy
+
+
+@settings(max_examples=60, deadline=None, derandomize=True)
+@given(policies_with_binary_thetas())
+def test_pruning_never_empties_a_head_and_p_counts_what_is_left(policy):
+    """Hidden layers of the actor and the critics switched off entirely: pruning keeps one unit of each, with
+    theta 1, so P(theta) is the parameter count of the networks left, no head computes a constant, and the
+    user is warned, by network name."""
+    emptied = {name for name, (block, _, _) in policy.heads().items() if any(float(g.theta.sum()) == 0 for g in block.gates())}
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        policy.prune(1e-3)
+    warned = " ".join(str(warning.message) for warning in caught)
+    assert all(f"every unit of {name} layer" in warned for name in emptied)
+
+    assert policy.expected_params().item() == pytest.approx(count_parameters(policy.networks().values()))
+    for block, _, _ in policy.heads().values():
+        assert all(float(gate.theta.sum()) >= 1.0 for gate in block.gates())
+    obs = th.as_tensor(np.random.default_rng(0).uniform(-1, 1, (256, policy.ofenet.obs_dim)), dtype=th.float32)
+    actions = th.as_tensor(np.random.default_rng(1).uniform(-1, 1, (256, policy.ofenet.action_dim)), dtype=th.float32)
+    policy.set_training_mode(False)
+    with th.no_grad():
+        assert policy.actor(obs, deterministic=True).std(dim=0).min() > 0
+        for critic in (policy.critic, policy.critic_target):
+            assert all(q.std() > 0 for q in critic(obs, actions))

@@ -201,3 +201,132 @@ def test_a_deleted_layer_leaves_the_optimizers_and_the_save_loads(tmp_path):
     assert loaded.policy.ofenet.state.layer_ids == [1, 2]
     sizes = [len(group["params"]) for group in loaded.policy.ofenet_optimizer.param_groups]
     assert sizes == [len(group["params"]) for group in model.policy.ofenet_optimizer.param_groups]
+
+
+def heads_vary(model: XiNetSAC) -> None:
+    """The deterministic action and every critic's and target critic's Q-value vary over states."""
+    obs = th.as_tensor(observations(256))
+    actions = th.as_tensor(np.random.default_rng(2).uniform(-2, 2, size=(256, 1)), dtype=th.float32)
+    model.policy.set_training_mode(False)
+    with th.no_grad():
+        assert model.policy.actor(obs, deterministic=True).std() > 0
+        for critic in (model.policy.critic, model.policy.critic_target):
+            assert all(q.std() > 0 for q in critic(obs, actions))
+
+
+def test_a_cost_weight_that_would_empty_a_head_warns_and_leaves_it_working():
+    """At c = 20 the critics' layers would lose every unit (their Q-values a constant): each layer keeps one,
+    the user is told which, and the summary reports exactly the networks that are there."""
+    with pytest.warns(UserWarning, match="every unit of critic0 layer") as caught:
+        model = make_model(cost_weight=20.0).learn(STEPS)
+    assert all("smaller cost_weight" in str(warning.message) for warning in caught if "every unit" in str(warning.message))
+    heads_vary(model)
+    for name, (block, _, _) in model.policy.heads().items():
+        assert all(float(gate.theta.sum()) >= 1.0 - 1e-5 for gate in block.gates()), name
+    summary = model.pruning_summary()
+    assert summary.params == count_parameters(model.policy.networks().values())
+    for network in summary.networks:
+        for layer in network.layers:
+            block = model.policy.gated_blocks()[layer.block]
+            alive = dict(zip(block.layer_ids, block.units, strict=True))
+            assert layer.units == alive.get(layer.layer, 0)
+
+
+class RecordTargetQ(XiNetPruningCallback):
+    """The default pruning callback, also recording the target critics' Q-values on a fixed batch around every
+    removal."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.changes: list[float] = []
+
+    def target_q(self) -> th.Tensor:
+        z_sa = self.model.policy.ofenet.phi_sa(th.as_tensor(observations(64)), th.zeros(64, 1))
+        return th.cat(self.model.policy.critic_target.q_values(z_sa, stochastic=False), dim=1)
+
+    def _prune(self) -> None:
+        with th.no_grad():
+            before = self.target_q()
+            n_before = len(self.removals)
+            super()._prune()
+            if len(self.removals) > n_before and any(name.startswith("critic") for name in self.removals[-1][1]):
+                self.changes.append(float(((self.target_q() - before).abs() / before.abs().clamp(min=1.0)).max()))
+
+
+def test_removals_leave_the_target_critics_unchanged():
+    """A target critic gates its units with its critic's thetas, so a unit leaves it when it has stopped
+    counting there too: the target Q-values do not move (on main they moved by up to 1.6 at a removal)."""
+    recorder = RecordTargetQ()
+    make_model().learn(STEPS, callback=recorder)
+    assert len(recorder.changes) >= 3
+    assert max(recorder.changes) <= 1e-5
+
+
+def test_the_aux_loss_scale_describes_the_pretrained_ofenet():
+    """Pre-training steps do not enter the aux loss scale: it holds one update per SAC gradient step."""
+    model = make_model(pruning_start=10**6)
+    model.learn(PRUNING["learning_starts"] + 20)
+    assert model._n_updates > 0
+    assert model.loss_scales["aux"].count == model._n_updates
+
+
+def test_with_n_step_returns_ofenet_predicts_the_next_observation():
+    """SB3's n-step replay buffer returns the observation n steps ahead; OFENet's targets stay one step ahead."""
+    model = make_model(n_steps=3, pruning_start=10**6)
+    seen: list[tuple[th.Tensor, th.Tensor]] = []
+    aux_loss = model.policy.ofenet.aux_loss
+
+    def recording_aux_loss(obs, actions, next_obs, reduction="mean"):
+        seen.append((obs.clone(), next_obs.clone()))
+        return aux_loss(obs, actions, next_obs, reduction)
+
+    model.policy.ofenet.aux_loss = recording_aux_loss
+    model.learn(PRUNING["learning_starts"] + 5)
+    buffer = model.replay_buffer
+    size = buffer.size()
+    stored = {
+        obs.tobytes(): next_obs.tobytes()
+        for obs, next_obs in zip(buffer.observations[:size, 0], buffer.next_observations[:size, 0], strict=True)
+    }
+    pairs = [(o.numpy().tobytes(), n.numpy().tobytes()) for obs, next_obs in seen for o, n in zip(obs, next_obs, strict=True)]
+    assert len(pairs) > 1000
+    assert all(stored[o] == n for o, n in pairs)
+
+
+def test_each_critic_pays_with_its_own_loss_and_the_actor_scale_uses_mean_gates():
+    """Loss scales: one per critic, each the mean of that critic's own 0.5 * MSE (their sum is SB3's critic
+    loss); the actor's is the action gap |Q(s, pi(s)) - Q(s, a)| of the critics with mean gates, after the
+    critic update, even while the gates are sampled in the losses."""
+    model = make_model(pruning_start=0, loss_scale_window=10**6, learning_rate=0.0)
+    model.learn(PRUNING["learning_starts"])
+    critic = model.policy.critic
+    with th.no_grad():
+        for gate in [gate for q_net in critic.q_networks for gate in q_net.latent.gates()]:
+            gate.theta.fill_(0.5)  # sampled and mean gates now differ a lot
+    for scale in model.loss_scales.values():
+        scale.count, scale.value = 0, 0.0
+    batches, actions = [], []
+    sample, act = model.replay_buffer.sample, model.actor.action_log_prob_from_features
+    model.replay_buffer.sample = lambda *args, **kwargs: batches.append(sample(*args, **kwargs)) or batches[-1]
+    model.actor.action_log_prob_from_features = lambda z, stochastic_gates: (
+        actions.append(act(z, stochastic_gates)) or actions[-1]
+    )
+    model._aux_step = lambda *args, **kwargs: 0.0  # OFENet stays as it was during the actor's update
+    model.cost_active = True
+    logger_values = {}
+    model.logger.record = lambda key, value, exclude=None: logger_values.__setitem__(key, value)
+    model.train(gradient_steps=1, batch_size=32)
+
+    assert set(model.loss_scales) == {"aux", "actor", "critic0", "critic1"}
+    assert model.loss_scales["critic0"].value + model.loss_scales["critic1"].value == pytest.approx(
+        logger_values["train/critic_loss"], rel=1e-5
+    )
+    data = batches[0]  # the SAC batch (the aux step samples its own)
+    with th.no_grad():
+        ofenet = model.policy.ofenet
+        z_s = ofenet.phi_s(data.observations)
+        q_pi = th.cat(critic.q_values(ofenet.phi_sa_from_state(z_s, actions[0][0]), stochastic=False), dim=1).min(dim=1).values
+        q_replay = (
+            th.cat(critic.q_values(ofenet.phi_sa_from_state(z_s, data.actions), stochastic=False), dim=1).min(dim=1).values
+        )
+    assert model.loss_scales["actor"].value == pytest.approx(float((q_pi - q_replay).abs().mean()), rel=1e-4)

@@ -3,9 +3,12 @@
 import math
 
 import gymnasium as gym
+import numpy as np
 import pytest
+import torch as th
 from stable_baselines3 import SAC
 from stable_baselines3.common.envs import FakeImageEnv, SimpleMultiObsEnv
+from stable_baselines3.common.torch_layers import FlattenExtractor, NatureCNN
 
 from sb3_xinet import XiNetPruningCallback, XiNetSAC
 
@@ -85,3 +88,34 @@ def test_loading_with_an_env_of_other_spaces(tmp_path):
     XiNetSAC("MlpPolicy", "Pendulum-v1", buffer_size=100).save(tmp_path / "model")
     with pytest.raises(ValueError, match="space"):
         XiNetSAC.load(tmp_path / "model", env=gym.make("MountainCarContinuous-v0"))
+
+
+@pytest.mark.parametrize("policy", ["MultiInputPolicy", "CnnPolicy"])
+def test_other_policy_names_say_what_is_supported(policy):
+    with pytest.raises(ValueError, match=r"one policy, 'MlpPolicy'.*FlattenObservation"):
+        XiNetSAC(policy, "Pendulum-v1")
+
+
+@pytest.mark.parametrize(
+    ("policy_kwargs", "message"),
+    [
+        (dict(features_extractor_class=FlattenExtractor, features_extractor_kwargs=dict(a=1)), "OFENet is XiNetSAC's feature"),
+        (dict(features_extractor_class=NatureCNN), "ofenet_kwargs"),
+        (dict(share_features_extractor=True), "share_features_extractor"),
+        (dict(use_expln=True), "gSDE"),
+        (dict(clip_mean=1.0), "gSDE"),
+        (dict(log_std_init="-3"), "log_std_init"),
+    ],
+)
+def test_sac_policy_options_that_do_not_apply_are_refused(policy_kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        XiNetSAC("MlpPolicy", "Pendulum-v1", policy_kwargs=policy_kwargs)
+
+
+def test_log_std_init_sets_the_initial_action_spread(tmp_path):
+    model = XiNetSAC("MlpPolicy", "Pendulum-v1", buffer_size=100, policy_kwargs=dict(log_std_init=-2.0))
+    features = model.actor.state_features(th.as_tensor(np.random.default_rng(0).uniform(-1, 1, (8, 3)), dtype=th.float32))
+    _, log_std = model.actor.dist_params(features, stochastic_gates=False)
+    th.testing.assert_close(log_std, th.full_like(log_std, -2.0))
+    model.save(tmp_path / "model")
+    assert XiNetSAC.load(tmp_path / "model").policy.log_std_init == -2.0

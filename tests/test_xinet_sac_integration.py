@@ -122,3 +122,18 @@ def test_gate_options(gates, estimator):
         assert all(network.units == network.initial_units for network in heads)
     else:
         assert any(network.units < network.initial_units for network in heads)
+
+
+def test_a_plain_function_callback_is_wrapped_as_sb3_does():
+    """SB3 accepts a function ``(locals, globals) -> bool`` as callback, alone or in a list."""
+    calls = []
+
+    def count_steps(_locals, _globals) -> bool:
+        calls.append(1)
+        return True
+
+    model = make_model(pruning_start=10**6)
+    model.learn(50, callback=count_steps)
+    assert len(calls) == 50
+    model.learn(30, callback=[count_steps, CheckpointCallback(10**6, "unused")])
+    assert len(calls) == 80

@@ -71,6 +71,17 @@ def test_optimize_two_trials_on_a_sqlite_storage(tmp_path):
     assert len(trials) == 2
     assert {"cost_weight", "prune_threshold", "theta_learning_rate", "ofenet_units"} <= set(trials[0].params)
 
+    # replay trial 1 of the study (the zoo's --trial-id reads its stored parameters back through our converter)
+    replay = ["--algo", "xinet_sac", "--env", "Pendulum-v1", "-n", "150", "-f", "replay", "--seed", "0"]
+    replay += ["--storage", storage, "--study-name", "xinet", "--trial-id", "1", *TINY]
+    result = zoo("train", *replay, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    model = XiNetSAC.load(tmp_path / "replay" / "xinet_sac" / "Pendulum-v1_1" / "Pendulum-v1.zip", device="cpu")
+    params = study.trials[1].params
+    assert model.prune_threshold == params["prune_threshold"]
+    assert model.policy.theta_learning_rate == pytest.approx(params["theta_learning_rate"])
+    assert model.initial_units["ofenet.state"] == [params["ofenet_units"]] * 6
+
 
 def test_a_study_shared_by_two_workers(tmp_path):
     """Two processes, one trial each, on one storage: the way to spread a search over machines."""
@@ -144,6 +155,13 @@ def test_an_env_missing_from_the_yaml(tmp_path):
     config.write_text(yaml.safe_dump({"Hopper-v5": {"policy": "MlpPolicy", "n_timesteps": 10}}))
     with pytest.raises(ValueError, match="no entry for Pendulum-v1"):
         prepare(["--algo", "xinet_sac", "--env", "Pendulum-v1", "-conf", str(config)])
+
+
+def test_the_zoo_parallel_train_callback_is_refused_with_a_reason(tmp_path):
+    args = ["--algo", "xinet_sac", "--env", "Pendulum-v1", "-n", "200", "-f", "logs"]
+    result = zoo("train", *args, "-params", "callback:'rl_zoo3.callbacks.ParallelTrainCallback'", cwd=tmp_path)
+    assert result.returncode != 0
+    assert "does not support rl_zoo3's ParallelTrainCallback" in result.stderr
 
 
 def test_an_unknown_env_is_named(tmp_path):
