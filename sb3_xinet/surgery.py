@@ -5,8 +5,8 @@ optimizer that holds it keeps a valid param list and its per-parameter state (Ad
 ``exp_avg_sq``, ``max_exp_avg_sq``, SGD's ``momentum_buffer``, ...) can be sliced on the same indices.
 Training then continues exactly as if the removed entries had been gated off: Adam is element-wise, so the
 surviving entries never saw the removed ones. We write this ourselves because ``torch.nn.utils.prune`` only
-masks and Torch-Pruning replaces the parameter objects and mis-tracks DenseNet concatenations of raw inputs
-(see ../shared/reference/anchors.md §8).
+masks (pytorch/pytorch#36214) and Torch-Pruning (Fang et al., "DepGraph", CVPR 2023) replaces the parameter
+objects and mis-tracks DenseNet concatenations of raw inputs.
 """
 
 from collections.abc import Iterable, Sequence
