@@ -18,12 +18,13 @@ class XiNetPruningCallback(BaseCallback):
     to override them. Logged through SB3's logger (every ``log_interval`` episodes, like SAC's keys):
     ``xinet/params`` and ``xinet/params_initial`` (OFENet + actor + critics), ``xinet/params_fraction``,
     ``xinet/params/<network>`` and ``xinet/params_initial/<network>``, ``xinet/units/<block>/<layer>``,
-    ``xinet/units_removed``, ``xinet/cost_active``; the cost term (``xinet/cost_term``) and the aux loss
-    (``train/aux_loss``) are logged by the training step.
+    ``xinet/units_removed``, ``xinet/cost_active``, ``xinet/pruning_ended``; the cost term (``xinet/cost_term``)
+    and the aux loss (``train/aux_loss``) are logged by the training step.
 
     :param pruning_start: env step at which the regularizer and pruning start (None: the model's)
     :param prune_freq: env steps between two removals (None: the model's)
     :param verbose: 1 prints every removal
+    :param pruning_end: env step at which pruning ends and the gates are folded away (None: the model's)
 
     ``removals`` lists, for every removal during the callback's runs, the env step and what went (per block,
     per layer id, the units' positions within their layer at that moment), e.g. to follow units over time.
@@ -31,12 +32,23 @@ class XiNetPruningCallback(BaseCallback):
 
     model: "XiNetSAC"
 
-    def __init__(self, pruning_start: int | None = None, prune_freq: int | None = None, verbose: int = 0) -> None:
+    def __init__(
+        self,
+        pruning_start: int | None = None,
+        prune_freq: int | None = None,
+        verbose: int = 0,
+        pruning_end: int | None = None,
+    ) -> None:
         super().__init__(verbose)
-        for name, value, minimum in (("pruning_start", pruning_start, 0), ("prune_freq", prune_freq, 1)):
+        for name, value, minimum in (
+            ("pruning_start", pruning_start, 0),
+            ("prune_freq", prune_freq, 1),
+            ("pruning_end", pruning_end, 0),
+        ):
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < minimum):
                 raise ValueError(f"{name} must be None or an integer >= {minimum}, got {value!r}")
         self._pruning_start = pruning_start
+        self._pruning_end = pruning_end
         self._prune_freq = prune_freq
         self._last_prune = 0
         self._summary: PruningSummary | None = None
@@ -59,8 +71,18 @@ class XiNetPruningCallback(BaseCallback):
         self._summary = None
         self._update_schedule()
 
+    @property
+    def pruning_end(self) -> int:
+        return self.model.pruning_end if self._pruning_end is None else self._pruning_end
+
     def _update_schedule(self) -> None:
-        self.model.cost_active = self.model.cost_weight > 0 and self.model.num_timesteps >= self.pruning_start
+        model = self.model
+        if not model.pruning_ended and model.num_timesteps >= self.pruning_end:
+            model.end_pruning()
+            self._summary = None
+            if self.verbose >= 1:
+                print(f"XiNetSAC: step {self.num_timesteps}, pruning ended; the gates are folded into the weights")
+        model.cost_active = not model.pruning_ended and model.cost_weight > 0 and model.num_timesteps >= self.pruning_start
 
     def _on_step(self) -> bool:
         self._update_schedule()
@@ -101,6 +123,7 @@ class XiNetPruningCallback(BaseCallback):
         record("xinet/params_fraction", summary.params_fraction)
         record("xinet/units_removed", summary.initial_units - summary.units)
         record("xinet/cost_active", int(self.model.cost_active))
+        record("xinet/pruning_ended", int(self.model.pruning_ended))
         for network in summary.networks:
             record(f"xinet/params/{network.name}", network.params)
             record(f"xinet/params_initial/{network.name}", network.initial_params)

@@ -23,7 +23,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from sb3_xinet.gates import BernoulliGate, GateEstimator
-from sb3_xinet.surgery import drop_parameters_, keep_index, slice_batch_norm_, slice_linear_, slice_parameter_
+from sb3_xinet.surgery import (
+    drop_parameters_,
+    keep_index,
+    scale_columns_,
+    slice_batch_norm_,
+    slice_linear_,
+    slice_parameter_,
+)
 
 Optimizers = Iterable[th.optim.Optimizer]
 
@@ -53,6 +60,19 @@ def remove_input_columns(consumer: nn.Module, columns: Sequence[int], optimizers
         )
     else:
         consumer.remove_input_columns(columns, optimizers)
+
+
+def scale_input_columns(consumer: nn.Module, columns: Sequence[int], factors: th.Tensor, optimizers: Optimizers = ()) -> None:
+    """Multiply input columns of a consumer (a ``nn.Linear`` or a block with ``scale_input_columns``) by
+    ``factors``: the consumer then computes on ``x / factors`` what it computed on ``x``."""
+    if isinstance(consumer, nn.Linear):
+        scale_columns_(consumer.weight, columns, factors, optimizers)
+    else:
+        consumer.scale_input_columns(columns, factors, optimizers)
+
+
+Folded = tuple[list[int], th.Tensor]
+"""Output columns of a block whose gates were folded away, and the thetas its consumers must take over."""
 
 
 class GatedLayer(nn.Module):
@@ -130,6 +150,19 @@ class GatedLayer(nn.Module):
 
     def remove_input_columns(self, columns: Sequence[int], optimizers: Optimizers = ()) -> None:
         remove_input_columns(self.linear, columns, optimizers)
+
+    def scale_input_columns(self, columns: Sequence[int], factors: th.Tensor, optimizers: Optimizers = ()) -> None:
+        scale_input_columns(self.linear, columns, factors, optimizers)
+
+    def drop_gate_(self, optimizers: Optimizers = ()) -> th.Tensor | None:
+        """Remove the gate (its theta leaves the optimizers); return the thetas the consumers must take over,
+        or None for an ungated layer. The layer then outputs ``act(BN(W x + b))``, unscaled."""
+        if self.gate is None:
+            return None
+        theta = self.gate.theta.detach().clone()
+        drop_parameters_([self.gate.theta], optimizers)
+        self.gate = None
+        return theta
 
 
 class GatedBlock(nn.Module):
@@ -249,6 +282,28 @@ class GatedDenseNet(GatedBlock):
             layer.remove_input_columns(columns, optimizers)
         self.in_features -= len(columns)
 
+    def scale_input_columns(self, columns: Sequence[int], factors: th.Tensor, optimizers: Optimizers = ()) -> None:
+        """Scale input columns in every layer (each layer reads the branch input first)."""
+        for layer in self.layers:
+            layer.scale_input_columns(columns, factors, optimizers)
+
+    def fold_gates_(self, optimizers: Optimizers = ()) -> Folded:
+        """Drop every gate; the later layers' columns that read a unit are scaled by its theta, so the branch's
+        mean-gated function is unchanged once its consumers take over the returned (columns, thetas)."""
+        columns: list[int] = []
+        factors = []
+        offset = self.in_features
+        for position, layer in enumerate(self.layers):
+            theta = layer.drop_gate_(optimizers)
+            if theta is not None:
+                own = list(range(offset, offset + layer.n_units))
+                for later in self.layers[position + 1 :]:
+                    later.scale_input_columns(own, theta, optimizers)
+                columns += own
+                factors.append(theta)
+            offset += layer.n_units
+        return columns, th.cat(factors) if factors else th.ones(0)
+
 
 class GatedMLP(GatedBlock):
     """A stack of gated layers (no concatenation); the output is the last layer's units.
@@ -319,6 +374,26 @@ class GatedMLP(GatedBlock):
             raise ValueError("A GatedMLP without layers passes its input through; prune its consumer instead")
         self.layers[0].remove_input_columns(columns, optimizers)
         self.in_features -= len(columns)
+
+    def scale_input_columns(self, columns: Sequence[int], factors: th.Tensor, optimizers: Optimizers = ()) -> None:
+        if not len(self.layers):
+            raise ValueError("A GatedMLP without layers passes its input through; scale its consumer instead")
+        self.layers[0].scale_input_columns(columns, factors, optimizers)
+
+    def fold_gates_(self, optimizers: Optimizers = ()) -> Folded:
+        """Drop every gate, scaling the next layer's columns by the thetas; returns the last layer's (columns,
+        thetas) for the block's consumer, which must take them over."""
+        folded: Folded = ([], th.ones(0))
+        for position, layer in enumerate(self.layers):
+            theta = layer.drop_gate_(optimizers)
+            if theta is None:
+                continue
+            own = list(range(layer.n_units))
+            if position + 1 < len(self.layers):
+                self.layers[position + 1].scale_input_columns(own, theta, optimizers)
+            else:
+                folded = (own, theta)
+        return folded
 
     def units_at_or_below(self, threshold: float) -> dict[int, list[int]]:
         """Like :meth:`GatedBlock.units_at_or_below`, but a layer always keeps its unit with the largest theta

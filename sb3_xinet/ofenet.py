@@ -23,7 +23,7 @@ from gymnasium import spaces
 from torch import nn
 
 from sb3_xinet.gates import GateEstimator
-from sb3_xinet.nets import GatedDenseNet, Optimizers, check_units, remove_input_columns
+from sb3_xinet.nets import GatedDenseNet, Optimizers, check_units, remove_input_columns, scale_input_columns
 
 Branch = Literal["state", "state_action"]
 BRANCHES: tuple[Branch, ...] = ("state", "state_action")
@@ -213,13 +213,24 @@ class OFENet(nn.Module):
         if branch not in BRANCHES:
             raise ValueError(f"Unknown OFENet branch {branch!r}, expected one of {BRANCHES}")
         columns = self.blocks()[branch].remove_units(layer_id, units, optimizers)
-        if branch == "state":
-            self.state_action.remove_input_columns(columns, optimizers)
-            for consumer in self.consumers("state"):
-                remove_input_columns(consumer, columns, optimizers)
-        remove_input_columns(self.head, columns, optimizers)
-        for consumer in self.consumers("state_action"):
-            remove_input_columns(consumer, columns, optimizers)
+        for reader in self._readers(branch):
+            remove_input_columns(reader, columns, optimizers)
+
+    def _readers(self, branch: Branch) -> list[nn.Module]:
+        """Every module outside the branch that reads its output columns, at the same indices: for the state
+        branch, the state-action branch and the consumers of ``phi_s``; for both, the aux head and the consumers of
+        ``phi_sa`` (which starts with ``phi_s``)."""
+        readers: list[nn.Module] = [self.state_action, *self.consumers("state")] if branch == "state" else []
+        return [*readers, self.head, *self.consumers("state_action")]
+
+    def fold_gates_(self, optimizers: Optimizers = ()) -> None:
+        """Drop every gate, with each unit's theta moved into the columns that read it (in later layers, the aux
+        head and every consumer): the mean-gated features, as every consumer sees them, are unchanged."""
+        for branch, block in self.blocks().items():
+            columns, factors = block.fold_gates_(optimizers)
+            if columns:
+                for reader in self._readers(branch):
+                    scale_input_columns(reader, columns, factors, optimizers)
 
     def prune(self, threshold: float, optimizers: Optimizers = ()) -> dict[Branch, dict[int, list[int]]]:
         """Remove every unit whose theta is at or below ``threshold``; return what was removed.

@@ -26,7 +26,7 @@ from stable_baselines3.common.type_aliases import PyTorchObs, Schedule
 from torch import nn
 
 from sb3_xinet.gates import ESTIMATORS, GateEstimator
-from sb3_xinet.nets import GatedMLP, Optimizers, remove_input_columns
+from sb3_xinet.nets import GatedMLP, Optimizers, remove_input_columns, scale_input_columns
 from sb3_xinet.ofenet import OFENet
 
 # Same clipping of the log standard deviation as SB3's SAC actor
@@ -154,6 +154,14 @@ class XiNetActor(BasePolicy):
             remove_input_columns(self.mu, columns, optimizers)
             remove_input_columns(self.log_std, columns, optimizers)
 
+    def fold_gates_(self, optimizers: Optimizers = ()) -> None:
+        """Drop the gates, their thetas moved into the weights that read each unit (mean gates: exact)."""
+        columns, factors = self.latent_pi.fold_gates_(optimizers)
+        if columns:
+            scale_input_columns(self.mu, columns, factors, optimizers)
+            scale_input_columns(self.log_std, columns, factors, optimizers)
+        self.gated = False
+
 
 class QNetwork(nn.Module):
     """One Q-function on OFENet's state-action features: gated hidden layers and a linear output."""
@@ -181,6 +189,11 @@ class QNetwork(nn.Module):
         columns = self.latent.remove_units(layer_id, units, optimizers)
         if columns:
             remove_input_columns(self.out, columns, optimizers)
+
+    def fold_gates_(self, optimizers: Optimizers = ()) -> None:
+        columns, factors = self.latent.fold_gates_(optimizers)
+        if columns:
+            scale_input_columns(self.out, columns, factors, optimizers)
 
 
 class XiNetCritic(BaseModel):
@@ -448,6 +461,18 @@ class XiNetPolicy(BasePolicy):
                     )
         self.sync_target_thetas()
         return removed
+
+    def fold_gates_(self) -> None:
+        """Drop every gate of every network, each surviving theta folded into the weights that read its unit
+        (and every optimizer state kept consistent): the networks compute with mean gates what they computed
+        before, and from now on train as plain (OFENet-)SAC networks at their current widths."""
+        optimizers = self.optimizers()
+        self.ofenet.fold_gates_(optimizers)
+        self.actor.fold_gates_(optimizers)
+        for q_net, q_target in zip(self.critic.q_networks, self.critic_target.q_networks, strict=True):
+            q_net.fold_gates_(optimizers)
+            q_target.fold_gates_()
+        self.gates = "none"
 
     def sync_target_thetas(self) -> None:
         """Give each target critic the thetas of its critic (see :meth:`critic_parameters`)."""

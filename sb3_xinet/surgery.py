@@ -14,6 +14,9 @@ from collections.abc import Iterable, Sequence
 import torch as th
 from torch import nn
 
+# per-parameter optimizer states that average squared gradients (torch.optim's Adam/AdamW/RMSprop names)
+SECOND_MOMENTS = {"exp_avg_sq", "max_exp_avg_sq", "square_avg"}
+
 
 def keep_index(size: int, remove: Sequence[int], device: th.device) -> th.Tensor:
     """Indices in ``range(size)`` that are not in ``remove``, after validating ``remove``.
@@ -84,3 +87,26 @@ def drop_parameters_(params: Iterable[nn.Parameter], optimizers: Iterable[th.opt
                 if id(param) in dropped:
                     optimizer.state.pop(param, None)
             group["params"] = [param for param in group["params"] if id(param) not in dropped]
+        # a group left empty (e.g. the thetas' once the gates are folded) would not be rebuilt on load either
+        optimizer.param_groups[:] = [group for group in optimizer.param_groups if group["params"]]
+
+
+@th.no_grad()
+def scale_columns_(
+    param: nn.Parameter, columns: Sequence[int], factors: th.Tensor, optimizers: Iterable[th.optim.Optimizer] = ()
+) -> None:
+    """Multiply input columns of a weight matrix by ``factors``, and keep every optimizer's moments consistent.
+
+    The reparameterisation ``w' = f * w`` (for an input ``x' = x / f``) divides the gradient by ``f``, so first
+    moments (Adam's ``exp_avg``, SGD's ``momentum_buffer``) are divided by ``f`` and second moments
+    (``exp_avg_sq``, ``max_exp_avg_sq``) by ``f**2``: the optimizer then continues as if it had always trained
+    the new parameters. Every factor must be positive.
+    """
+    index = th.as_tensor(list(columns), dtype=th.long, device=param.device)
+    factors = factors.to(param.device, param.dtype)
+    param.data[:, index] *= factors
+    for optimizer in optimizers:
+        state = optimizer.state.get(param, {})
+        for key, value in state.items():
+            if th.is_tensor(value) and value.shape == param.shape:
+                value[:, index] /= factors**2 if key in SECOND_MOMENTS else factors

@@ -1,7 +1,7 @@
 """``python -m sb3_xinet.train``: the RL Zoo's training command, with ``xinet_sac`` and ``ofenet_sac`` registered.
 
 Every ``rl_zoo3.train`` flag passes through; without ``-conf``/``--conf-file`` the packaged
-``hyperparams/<algo>.yml`` is used. Example::
+``hyperparams/<algo>.yml`` is used, and without ``--num-threads`` torch runs on one thread. Example::
 
     python -m sb3_xinet.train --algo xinet_sac --env Hopper-v5 -f logs/ --seed 0 --eval-freq 10000
 """

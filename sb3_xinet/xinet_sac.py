@@ -48,7 +48,16 @@ def check_count(name: str, value: object, minimum: int) -> int:
     return int(value)
 
 
-COUNTS = {"ofenet_pretrain_steps": 0, "learning_starts": 0, "pruning_start": 0, "prune_freq": 1, "loss_scale_window": 1}
+COUNTS = {
+    "ofenet_pretrain_steps": 0,
+    "learning_starts": 0,
+    "pruning_start": 0,
+    "pruning_end": 0,
+    "prune_freq": 1,
+    "loss_scale_window": 1,
+}
+# default length of the pruning phase, in env steps (see docs/design.md, "Schedule")
+PRUNING_STEPS = 80_000
 
 
 def check_pruning_arguments(**kwargs: Any) -> dict[str, Any]:
@@ -65,6 +74,9 @@ def check_pruning_arguments(**kwargs: Any) -> dict[str, Any]:
     for name, minimum in COUNTS.items():
         if kwargs.get(name) is not None:
             checked[name] = check_count(name, kwargs[name], minimum)
+    start, end = checked.get("pruning_start"), checked.get("pruning_end")
+    if start is not None and end is not None and end <= start:
+        raise ValueError(f"pruning_end ({end}) must come after pruning_start ({start})")
     return checked
 
 
@@ -81,6 +93,9 @@ class XiNetSAC(SAC):
     :param ofenet_pretrain_steps: aux-loss steps on the warm-up data before the first SAC update
     :param pruning_start: env step at which the regularizer and pruning start (default: ``learning_starts``
         + 10,000, so that the heads have learned and the loss scales are measured first)
+    :param pruning_end: env step at which pruning ends (default: ``pruning_start`` + 80,000): a last removal,
+        then every surviving theta is folded into the weights and the gates leave the model, which from then on
+        trains as plain OFENet-SAC at its pruned widths, at their speed
     :param prune_freq: env steps between two removals of the units that reached the threshold
     :param loss_scale_window: time constant, in gradient steps, of the running loss scales ``L_ref``
     """
@@ -121,6 +136,7 @@ class XiNetSAC(SAC):
         prune_threshold: float = 1e-3,
         ofenet_pretrain_steps: int = 10_000,
         pruning_start: int | None = None,
+        pruning_end: int | None = None,
         prune_freq: int = 1000,
         loss_scale_window: int = 10_000,
         _init_setup_model: bool = True,
@@ -135,18 +151,21 @@ class XiNetSAC(SAC):
             prune_threshold=prune_threshold,
             ofenet_pretrain_steps=ofenet_pretrain_steps,
             learning_starts=learning_starts,
-            pruning_start=pruning_start,
+            pruning_start=learning_starts + 10_000 if pruning_start is None else pruning_start,
+            pruning_end=pruning_end,
             prune_freq=prune_freq,
             loss_scale_window=loss_scale_window,
         )
         self.cost_weight = checked["cost_weight"]
         self.prune_threshold = checked["prune_threshold"]
         self.ofenet_pretrain_steps = checked["ofenet_pretrain_steps"]
-        self.pruning_start = learning_starts + 10_000 if pruning_start is None else checked["pruning_start"]
+        self.pruning_start = checked["pruning_start"]
+        self.pruning_end = self.pruning_start + PRUNING_STEPS if pruning_end is None else checked["pruning_end"]
         self.prune_freq = checked["prune_freq"]
         self.loss_scale_window = checked["loss_scale_window"]
         # pruning state, saved with the model
         self.cost_active = False
+        self.pruning_ended = False
         self.ofenet_pretrained = False
         self.loss_scales: dict[str, LossScale] = {}
         self.initial_units: dict[str, list[int]] = {}
@@ -425,6 +444,21 @@ class XiNetSAC(SAC):
             self.policy_kwargs["architecture"] = self.policy.architecture()
             self._cost_cache = None  # shapes changed
         return removed
+
+    def end_pruning(self) -> None:
+        """End the pruning phase now: remove the units at the threshold, then fold every surviving theta into
+        the weights that read its unit and drop the gates, the thetas and their optimizer states. The networks
+        compute with mean gates what they computed before (the deterministic policy, the critics, the targets and
+        OFENet's features are unchanged); from then on the model trains as OFENet-SAC at its pruned widths, and a
+        save reloads as such. Called by :class:`XiNetPruningCallback` at ``pruning_end``."""
+        if self.pruning_ended:
+            return
+        self.prune()
+        self.policy.fold_gates_()
+        self.policy_kwargs.update(gates="none", architecture=self.policy.architecture())
+        self.pruning_ended = True
+        self.cost_active = False
+        self._cost_cache = None
 
     def pruning_summary(self) -> PruningSummary:
         """Units alive and parameters, now and at the start, per network and layer (print it for a table)."""

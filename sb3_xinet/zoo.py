@@ -40,7 +40,15 @@ ZOO_KEYS = {
     "noise_type",
     "noise_std",
 }
-PRUNING_KEYS = {"cost_weight", "prune_threshold", "ofenet_pretrain_steps", "pruning_start", "prune_freq", "loss_scale_window"}
+PRUNING_KEYS = {
+    "cost_weight",
+    "prune_threshold",
+    "ofenet_pretrain_steps",
+    "pruning_start",
+    "pruning_end",
+    "prune_freq",
+    "loss_scale_window",
+}
 # constructor arguments the zoo sets itself
 ZOO_SET = {"self", "policy", "env", "tensorboard_log", "seed", "verbose", "device", "_init_setup_model"}
 
@@ -78,6 +86,20 @@ def parse_zoo_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("-conf", "--conf-file", default=None)
     parser.add_argument("-optimize", "--optimize-hyperparameters", action="store_true", default=False)
     return parser.parse_known_args(argv)[0]
+
+
+def with_one_thread(argv: list[str]) -> list[str]:
+    """``argv`` plus ``--num-threads 1`` unless a thread count was given.
+
+    The zoo's default keeps torch's (one thread per core). These networks are small: more threads buy little,
+    and beside any other busy process they collapse (SB3's SAC on Pendulum-v1 fell from 80.8 to 5.3 env steps/s
+    with 2 threads on a 2-core machine next to one busy process). Pass ``--num-threads N`` to choose.
+    """
+    parser = argparse.ArgumentParser(add_help=False)
+    parser.add_argument("--num-threads", type=int, default=None)
+    if parser.parse_known_args(argv)[0].num_threads is None:
+        return [*argv, "--num-threads", "1"]
+    return argv
 
 
 def with_default_config(argv: list[str]) -> list[str]:
@@ -169,7 +191,7 @@ def make_converter(policy_kwargs: dict[str, Any]) -> Callable[[dict[str, Any]], 
 def prepare(argv: list[str]) -> list[str]:
     """Register our keys, add the packaged config, check its entry for the env; return the argv for the zoo."""
     register()
-    argv = with_default_config(argv)
+    argv = with_one_thread(with_default_config(argv))
     args = parse_zoo_args(argv)
     if args.optimize_hyperparameters and args.algo == "ofenet_sac":
         raise ValueError("--optimize samples the XiNet knobs: use it with --algo xinet_sac, not the dense baseline")

@@ -30,10 +30,12 @@ def models():
     pruned = make_model().learn(400)
     assert pruned.pruning_summary().params < pruned.pruning_summary().initial_params
     dense = make_model(cost_weight=0.0, policy_kwargs={**PRUNING["policy_kwargs"], "gates": "none"}).learn(150)
-    return {"pruned": pruned, "dense": dense}
+    folded = make_model(pruning_end=300).learn(400)
+    assert folded.pruning_ended
+    return {"pruned": pruned, "dense": dense, "folded": folded}
 
 
-@pytest.mark.parametrize("name", ["pruned", "dense"])
+@pytest.mark.parametrize("name", ["pruned", "dense", "folded"])
 def test_exported_actors_match_predict_in_a_process_without_sb3_xinet(models, name, tmp_path):
     model = models[name]
     paths = export(model, tmp_path / "actor")

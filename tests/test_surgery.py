@@ -6,7 +6,7 @@ import torch as th
 from hypothesis import given, settings
 
 from sb3_xinet.cost import cost_penalty
-from sb3_xinet.surgery import keep_index, slice_parameter_
+from sb3_xinet.surgery import keep_index, scale_columns_, slice_parameter_
 from tests.helpers import System
 from tests.test_removal import systems_and_removals
 
@@ -91,3 +91,21 @@ def test_slice_parameter_shrinks_grad_and_every_optimizer_state():
     th.testing.assert_close(sgd.state[param]["momentum_buffer"], momentum[[0, 2, 4]])
     adam.step()  # the optimizer keeps working on the shrunk parameter
     sgd.step()
+
+
+def test_scaled_columns_carry_the_optimizer_moments_of_the_new_parameterisation():
+    """Scaling input columns by f (the input divided by f) divides their gradients by f: Adam's moments become
+    those of an Adam that had seen the divided gradients all along."""
+    factors = th.tensor([0.5, 2.0, 0.1])
+    gradients = [th.randn(4, 3) for _ in range(3)]
+    old, new = th.nn.Parameter(th.randn(4, 3)), th.nn.Parameter(th.randn(4, 3))
+    old_adam, new_adam = th.optim.Adam([old], amsgrad=True), th.optim.Adam([new], amsgrad=True)
+    for gradient in gradients:
+        old.grad, new.grad = gradient.clone(), gradient / factors
+        old_adam.step()
+        new_adam.step()
+    weight = old.detach().clone()
+    scale_columns_(old, [0, 1, 2], factors, [old_adam])
+    th.testing.assert_close(old.detach(), weight * factors)
+    for key in ("exp_avg", "exp_avg_sq", "max_exp_avg_sq"):
+        th.testing.assert_close(old_adam.state[old][key], new_adam.state[new][key], msg=key)

@@ -102,19 +102,21 @@ def test_a_study_shared_by_two_workers(tmp_path):
 
 def test_the_packaged_config_is_found_and_overridable(tmp_path):
     argv = prepare(["--algo", "xinet_sac", "--env", "Hopper-v5"])
-    assert argv[-2:] == ["--conf-file", str(default_config("xinet_sac"))]
+    assert argv[-4:-2] == ["--conf-file", str(default_config("xinet_sac"))]
     own = tmp_path / "own.yml"
     own.write_text(yaml.safe_dump({"Hopper-v5": {"policy": "MlpPolicy", "n_timesteps": 10}}))
     for flag in ("-conf", "--conf-file", "--conf"):
-        assert prepare(["--algo", "xinet_sac", "--env", "Hopper-v5", flag, str(own)]) == [
-            "--algo",
-            "xinet_sac",
-            "--env",
-            "Hopper-v5",
-            flag,
-            str(own),
-        ]
-    assert prepare(["--algo", "sac", "--env", "Hopper-v5"]) == ["--algo", "sac", "--env", "Hopper-v5"]
+        argv = ["--algo", "xinet_sac", "--env", "Hopper-v5", flag, str(own)]
+        assert prepare(argv) == [*argv, "--num-threads", "1"]
+    argv = ["--algo", "sac", "--env", "Hopper-v5"]
+    assert prepare(argv) == [*argv, "--num-threads", "1"]
+
+
+@pytest.mark.parametrize("flag", ["--num-threads", "--num-thr"])
+def test_one_torch_thread_unless_the_user_chooses(flag):
+    assert prepare(["--algo", "xinet_sac", "--env", "Hopper-v5"])[-2:] == ["--num-threads", "1"]
+    argv = ["--algo", "xinet_sac", "--env", "Hopper-v5", flag, "2"]
+    assert "1" not in prepare(argv)[len(argv) :]
 
 
 @pytest.mark.parametrize("env_id", ["Pendulum-v1", "Hopper-v5", "Walker2d-v5", "HalfCheetah-v5", "Ant-v5", "Humanoid-v5"])
