@@ -45,6 +45,7 @@ class BernoulliGate(nn.Module):
         self.theta = nn.Parameter(th.ones(n_units))
         # log-probability of the last stochastic sample (batch,), used by the REINFORCE estimator only
         self.last_log_prob: th.Tensor | None = None
+        self._all_on_cache: tuple[tuple[int, int], bool] | None = None
 
     @property
     def n_units(self) -> int:
@@ -60,17 +61,24 @@ class BernoulliGate(nn.Module):
             self.last_log_prob = None
         # Units at theta = 1 have xi = 1 for sure. When every unit is there and no gradient w.r.t. theta is
         # wanted (XiNetSAC freezes the thetas until pruning starts), the gate is the identity: no sample (as
-        # costly as a Linear layer of the same width on CPU), no product. The check reads theta on the host.
-        if not (theta.requires_grad and th.is_grad_enabled()) and bool((theta.detach() >= 1).all()):
+        # costly as a Linear layer of the same width on CPU), no product.
+        if not (theta.requires_grad and th.is_grad_enabled()) and self._all_on():
             return h
         if not stochastic:
             return h * theta
         if self.estimator == "straight_through":
-            xi = (th.rand_like(h) < theta.detach()).to(h.dtype)
-            return h * (xi + (theta - theta.detach()))
+            return StraightThroughGate.apply(h, theta)
         xi = (th.rand_like(h) < theta.detach()).to(h.dtype)
         self.last_log_prob = bernoulli_log_prob(xi, theta)
         return h * xi
+
+    def _all_on(self) -> bool:
+        """Whether every theta is 1. Read on the host only when theta has changed since the last read (its
+        version counter moves with every in-place update), so a frozen gate costs no device synchronisation."""
+        version = (self.theta._version, self.theta.data_ptr())
+        if self._all_on_cache is None or self._all_on_cache[0] != version:
+            self._all_on_cache = (version, bool((self.theta.detach() >= 1).all()))
+        return self._all_on_cache[1]
 
     @th.no_grad()
     def project_(self) -> None:
@@ -86,6 +94,24 @@ class BernoulliGate(nn.Module):
             return
         clamped = theta.clamp(0.0, 1.0)
         theta.copy_(th.where(clamped.sum() >= 1.0, clamped, project_onto_simplex(theta)))
+
+
+class StraightThroughGate(th.autograd.Function):
+    """``h * xi`` with ``xi ~ Bernoulli(theta)`` per element, and the straight-through gradient ``d/dtheta =
+    sum_b dL/dz_b * h_b``: the same as ``h * (xi + theta - sg(theta))``, in one product forward and two backward."""
+
+    @staticmethod
+    def forward(ctx, h: th.Tensor, theta: th.Tensor) -> th.Tensor:  # type: ignore[override]
+        xi = (th.rand_like(h) < theta).to(h.dtype)
+        ctx.save_for_backward(h, xi)
+        return h * xi
+
+    @staticmethod
+    def backward(ctx, grad: th.Tensor) -> tuple[th.Tensor | None, th.Tensor | None]:  # type: ignore[override]
+        h, xi = ctx.saved_tensors
+        grad_h = grad * xi if ctx.needs_input_grad[0] else None
+        grad_theta = (grad * h).sum(dim=0) if ctx.needs_input_grad[1] else None
+        return grad_h, grad_theta
 
 
 def project_onto_simplex(y: th.Tensor) -> th.Tensor:

@@ -39,7 +39,10 @@ from sb3_xinet.policies import XiNetPolicy
 from sb3_xinet.summary import PruningSummary
 
 SelfXiNetSAC = TypeVar("SelfXiNetSAC", bound="XiNetSAC")
+CostGrads = dict[str, list[tuple[th.Tensor, th.Tensor]]]
+OFENET_BLOCKS = ["ofenet.state", "ofenet.state_action"]
 COST_REFRESH = 10  # gradient steps between two computations of dP/dtheta
+GAP_ROWS = 32  # batch rows on which the actor's loss scale (the action gap) is measured at every step
 
 
 def check_count(name: str, value: object, minimum: int) -> int:
@@ -228,10 +231,11 @@ class XiNetSAC(SAC):
         # one scale per loss that thetas pay with; a save from an older version measures its missing ones afresh
         names = ["aux", "actor", *(f"critic{i}" for i in range(len(self.policy.critic.q_networks)))]
         self.loss_scales = {name: self.loss_scales.get(name, LossScale(self.loss_scale_window)) for name in names}
-        self._cost_cache: tuple[int, dict[str, list[tuple[th.Tensor, th.Tensor]]]] | None = None
+        self._cost_cache: tuple[int, CostGrads] | None = None
+        self._cost_term: th.Tensor | None = None  # the last cost term computed, logged by train()
 
     def _excluded_save_params(self) -> list[str]:
-        return [*super()._excluded_save_params(), "_cost_cache"]  # tensors of this run's parameters
+        return [*super()._excluded_save_params(), "_cost_cache", "_cost_term"]  # tensors of this run's parameters
 
     def _get_torch_save_params(self) -> tuple[list[str], list[str]]:
         state_dicts, variables = super()._get_torch_save_params()
@@ -246,46 +250,34 @@ class XiNetSAC(SAC):
                 if not group.get("theta", False):
                     group["lr"] = lr
 
-    def _aux_step(
-        self, batch_size: int, cost_grads: dict[str, list[tuple[th.Tensor, th.Tensor]]] | None, measure: bool = True
-    ) -> float:
-        """One OFENet update on its own sample: aux loss, cost gradient, projection.
-
-        :param measure: update the aux loss scale (not during pre-training: the scale describes the pre-trained
-            OFENet, whose loss the cost is weighed against)
-        """
+    def _aux_step(self, batch_size: int, cost_grads: CostGrads | None) -> th.Tensor:
+        """One OFENet update on its own sample: aux loss, cost gradient, projection. Returns the loss (a tensor,
+        read by the caller once per ``train()`` call)."""
         ofenet = self.policy.ofenet
         data = sample_one_step(self.replay_buffer, batch_size, self._vec_normalize_env)  # type: ignore[arg-type]
         obs, next_obs = self.policy.obs_to_float(data.observations), self.policy.obs_to_float(data.next_observations)
         per_sample = ofenet.aux_loss(obs, data.actions, next_obs, reduction="none")
         loss = per_sample.mean()
+        surrogate = loss
         if self.policy.gate_estimator == "reinforce" and self.cost_active and ofenet.gate_parameters():
-            loss = loss + score_function_loss(ofenet.log_prob(), per_sample)
+            surrogate = loss + score_function_loss(ofenet.log_prob(), per_sample)
         self.policy.ofenet_optimizer.zero_grad()
-        loss.backward()
-        self._add_cost_grads(cost_grads, ["ofenet.state", "ofenet.state_action"], "aux")
+        surrogate.backward()
+        self._add_cost_grads(cost_grads, OFENET_BLOCKS, "aux")
         self.policy.ofenet_optimizer.step()
-        ofenet.project_()
-        value = per_sample.mean().item()
-        if measure:
-            self.loss_scales["aux"].update(value)
-        return value
-
-    def _set_ofenet_trainable(self, trainable: bool, weights: list[th.Tensor], thetas: list[th.Tensor]) -> None:
-        """OFENet's weights learn in the aux step only; its thetas too, once the regularizer is on."""
-        for weight in weights:
-            weight.requires_grad_(trainable)
-        for theta in thetas:
-            theta.requires_grad_(trainable and self.cost_active)
+        if self.cost_active:
+            ofenet.project_()
+        return loss.detach()
 
     def _pretrain_ofenet(self, batch_size: int) -> None:
-        self._set_ofenet_trainable(True, self.policy.ofenet.weight_parameters(), self.policy.ofenet.gate_parameters())
-        losses = [self._aux_step(batch_size, None, measure=False) for _ in range(self.ofenet_pretrain_steps)]
+        """Aux steps on the warm-up data. They do not enter the aux loss scale, which describes the pre-trained
+        OFENet (whose loss the cost is weighed against), not the random one."""
+        losses = [self._aux_step(batch_size, None) for _ in range(self.ofenet_pretrain_steps)]
         self.ofenet_pretrained = True
         if losses:
-            self.logger.record("train/ofenet_pretrain_loss", float(np.mean(losses[-100:])))
+            self.logger.record("train/ofenet_pretrain_loss", th.stack(losses[-100:]).mean().item())
 
-    def _cost_grads(self) -> dict[str, list[tuple[th.Tensor, th.Tensor]]] | None:
+    def _cost_grads(self) -> CostGrads | None:
         """``(theta, dP/dtheta)`` of every gate, per gated block, or None while the regularizer is off.
 
         Recomputed every ``COST_REFRESH`` gradient steps and after every removal: a theta moves by at most its
@@ -303,14 +295,12 @@ class XiNetSAC(SAC):
             return None
         expected = self.policy.expected_params()
         grads = iter(th.autograd.grad(expected, thetas))
-        self.logger.record("xinet/cost_term", self.cost_weight * expected.item() / self.initial_expected_params)
+        self._cost_term = self.cost_weight * expected.detach() / self.initial_expected_params
         cost_grads = {name: [(gate.theta, next(grads)) for gate in block.gates()] for name, block in blocks.items()}
         self._cost_cache = (1, cost_grads)
         return cost_grads
 
-    def _add_cost_grads(
-        self, cost_grads: dict[str, list[tuple[th.Tensor, th.Tensor]]] | None, names: list[str], loss_name: str
-    ) -> None:
+    def _add_cost_grads(self, cost_grads: CostGrads | None, names: list[str], loss_name: str) -> None:
         """Add ``c * L_ref / P0 * dP/dtheta`` to the gradients of the named blocks' thetas."""
         if cost_grads is None:
             return
@@ -319,6 +309,17 @@ class XiNetSAC(SAC):
             for theta, grad in cost_grads[name]:
                 theta.grad = factor * grad if theta.grad is None else theta.grad + factor * grad
 
+    @staticmethod
+    def _set_grads(loss: th.Tensor, params: list[th.Tensor]) -> None:
+        """The gradient of ``loss`` w.r.t. ``params`` only, into their ``.grad``.
+
+        Autograd then runs only the part of the backward pass that leads to ``params``: the actor loss, which
+        passes through OFENet and the critics, computes no gradient for their weights (SB3's SAC computes the
+        critics' and discards them), and OFENet's weights need no freezing during the RL losses.
+        """
+        for param, grad in zip(params, th.autograd.grad(loss, params, allow_unused=True), strict=True):
+            param.grad = grad  # None for a parameter the loss does not reach: the optimizer skips it
+
     def train(self, gradient_steps: int, batch_size: int = 64) -> None:
         policy, ofenet, actor, critic = self.policy, self.policy.ofenet, self.actor, self.critic
         policy.set_training_mode(True)
@@ -326,51 +327,55 @@ class XiNetSAC(SAC):
         if self.ent_coef_optimizer is not None:
             optimizers += [self.ent_coef_optimizer]
         self._update_learning_rate(optimizers)
-        if not self.ofenet_pretrained:
-            self._pretrain_ofenet(batch_size)
         # The thetas learn only while the regularizer is on: until then every gate is the identity (no
         # sampling cost), and the warm-up trains the weights of the full network.
         for block in policy.gated_blocks().values():
             for gate in block.gates():
                 gate.theta.requires_grad_(self.cost_active)
+        if not self.ofenet_pretrained:
+            self._pretrain_ofenet(batch_size)
         reinforce = policy.gate_estimator == "reinforce" and self.cost_active
-        ofenet_params = (ofenet.weight_parameters(), ofenet.gate_parameters())  # the same objects all call long
+        actor_params = [param for param in actor.parameters() if param.requires_grad]
+        critic_params = [param for param in critic.parameters() if param.requires_grad]
         critic_names = [f"critic{i}" for i in range(len(critic.q_networks))]
         critic_weights, critic_thetas, target_weights, target_thetas = policy.critic_parameters()
+        # the loss scales serve the cost gradient: not measured once pruning is off for good
+        measure = self.cost_weight > 0 and not self.pruning_ended
+        logs: dict[str, list[th.Tensor]] = {key: [] for key in ("ent_coef", "ent_coef_loss", "actor", "critic", "aux")}
+        scales: list[th.Tensor] = []
 
-        ent_coef_losses, ent_coefs, actor_losses, critic_losses, aux_losses = [], [], [], [], []
         for gradient_step in range(gradient_steps):
             cost_grads = self._cost_grads()
             replay_data = self.replay_buffer.sample(batch_size, env=self._vec_normalize_env)  # type: ignore[union-attr]
             discounts = replay_data.discounts if replay_data.discounts is not None else self.gamma
 
-            self._set_ofenet_trainable(False, *ofenet_params)  # RL losses do not train OFENet
+            # OFENet in inference mode, observations and next observations in one call
             with th.no_grad():
-                z_s = ofenet.phi_s(policy.obs_to_float(replay_data.observations))
-                z_s_next = ofenet.phi_s(policy.obs_to_float(replay_data.next_observations))
-                z_sa = ofenet.phi_sa_from_state(z_s, replay_data.actions)
+                both = th.cat([replay_data.observations, replay_data.next_observations])
+                z_s, z_s_next = ofenet.phi_s(policy.obs_to_float(both)).chunk(2)
 
             actions_pi, log_prob = actor.action_log_prob_from_features(z_s, stochastic_gates=True)
             log_prob = log_prob.reshape(-1, 1)
 
-            ent_coef_loss = None
             if self.ent_coef_optimizer is not None and self.log_ent_coef is not None:
                 ent_coef = th.exp(self.log_ent_coef.detach())
                 assert isinstance(self.target_entropy, float)
                 ent_coef_loss = -(self.log_ent_coef * (log_prob + self.target_entropy).detach()).mean()
-                ent_coef_losses.append(ent_coef_loss.item())
-            else:
-                ent_coef = self.ent_coef_tensor
-            ent_coefs.append(ent_coef.item())
-            if ent_coef_loss is not None and self.ent_coef_optimizer is not None:
+                logs["ent_coef_loss"].append(ent_coef_loss.detach())
                 self.ent_coef_optimizer.zero_grad()
                 ent_coef_loss.backward()
                 self.ent_coef_optimizer.step()
+            else:
+                ent_coef = self.ent_coef_tensor
+            logs["ent_coef"].append(ent_coef)
 
             with th.no_grad():
-                # the policy and the target critics evaluated with mean gates
+                # the policy and the target critics evaluated with mean gates; phi_sa of the replay and the next
+                # state-action pairs in one call
                 next_actions, next_log_prob = actor.action_log_prob_from_features(z_s_next, stochastic_gates=False)
-                z_sa_next = ofenet.phi_sa_from_state(z_s_next, next_actions)
+                z_sa, z_sa_next = ofenet.phi_sa_from_state(
+                    th.cat([z_s, z_s_next]), th.cat([replay_data.actions, next_actions])
+                ).chunk(2)
                 next_q_values = th.cat(self.critic_target.q_values(z_sa_next, stochastic=False), dim=1)
                 next_q_values, _ = th.min(next_q_values, dim=1, keepdim=True)
                 next_q_values = next_q_values - ent_coef * next_log_prob.reshape(-1, 1)
@@ -381,56 +386,77 @@ class XiNetSAC(SAC):
             per_sample_critics = 0.5 * (th.cat(current_q_values, dim=1) - target_q_values).pow(2).T
             per_critic_losses = per_sample_critics.mean(dim=1)
             critic_loss = per_critic_losses.sum()
-            critic_losses.append(critic_loss.item())
+            logs["critic"].append(critic_loss.detach())
             if reinforce and policy.gates == "all":
                 log_probs = sum(q_net.latent.log_prob() for q_net in critic.q_networks)
                 critic_loss = critic_loss + score_function_loss(log_probs, per_sample_critics.sum(dim=0))
-            critic.optimizer.zero_grad()
-            critic_loss.backward()
+            self._set_grads(critic_loss, critic_params)
             for name in critic_names:
                 self._add_cost_grads(cost_grads, [name], name)
             critic.optimizer.step()
 
-            # The critics with mean gates, on the policy's actions and on the replay actions in one batch: the
-            # gradient reaches the actor through phi_sa's action input; the actor's loss scale, the action gap
-            # (how much the choice of action moves Q, see docs/design.md), comes from the same gate mode and the
-            # same critic.
+            # the critics with mean gates; the gradient reaches the actor through phi_sa's action input
             z_sa_pi = ofenet.phi_sa_from_state(z_s, actions_pi)
-            q_values = th.cat(critic.q_values(th.cat([z_sa_pi, z_sa]), stochastic=False), dim=1)
-            min_q, _ = th.min(q_values, dim=1, keepdim=True)
-            min_qf_pi, min_qf_replay = min_q[:batch_size], min_q[batch_size:].detach()
-            action_gap = (min_qf_pi.detach() - min_qf_replay).abs().mean().item()
+            min_qf_pi, _ = th.min(th.cat(critic.q_values(z_sa_pi, stochastic=False), dim=1), dim=1, keepdim=True)
             per_sample_actor = (ent_coef * log_prob - min_qf_pi).squeeze(1)
             actor_loss = per_sample_actor.mean()
-            actor_losses.append(actor_loss.item())
+            logs["actor"].append(actor_loss.detach())
             if reinforce and policy.gates == "all":
                 actor_loss = actor_loss + score_function_loss(actor.latent_pi.log_prob(), per_sample_actor)
-            actor.optimizer.zero_grad()
-            actor_loss.backward()
+            self._set_grads(actor_loss, actor_params)
             self._add_cost_grads(cost_grads, ["actor"], "actor")
             actor.optimizer.step()
 
-            self._set_ofenet_trainable(True, *ofenet_params)
-            aux_losses.append(self._aux_step(batch_size, cost_grads))
-            policy.project_()
-            for name, loss in zip(critic_names, per_critic_losses.tolist(), strict=True):
-                self.loss_scales[name].update(loss)
-            self.loss_scales["actor"].update(action_gap)
+            if measure:
+                # The actor's loss scale, the action gap: how much the choice of action moves Q (docs/design.md),
+                # from the same critics after their update, with mean gates, like Q(s, pi(s)) above. On the first
+                # GAP_ROWS of the batch only: the scale averages it over thousands of steps anyway.
+                with th.no_grad():
+                    q_replay = critic.q_values(z_sa[:GAP_ROWS], stochastic=False)
+                    min_qf_replay, _ = th.min(th.cat(q_replay, dim=1), dim=1, keepdim=True)
+                    action_gap = (min_qf_pi[:GAP_ROWS].detach() - min_qf_replay).abs().mean()
+                scales.append(th.cat([per_critic_losses.detach(), action_gap.reshape(1)]))
+
+            logs["aux"].append(self._aux_step(batch_size, cost_grads))
+            if self.cost_active:
+                for block, _, _ in policy.heads().values():
+                    block.project_()
 
             if gradient_step % self.target_update_interval == 0:
                 polyak_update(critic_weights, target_weights, self.tau)
                 polyak_update(self.batch_norm_stats, self.batch_norm_stats_target, 1.0)
-            # the targets' thetas are their critics' (see XiNetPolicy.critic_parameters)
-            polyak_update(critic_thetas, target_thetas, 1.0)
+            if self.cost_active and critic_thetas:  # the targets' thetas are their critics' (XiNetPolicy.critic_parameters)
+                with th.no_grad():
+                    th._foreach_copy_(target_thetas, critic_thetas)
 
         self._n_updates += gradient_steps
+        self._record_train(logs, scales, critic_names)
+
+    def _record_train(self, logs: dict[str, list[th.Tensor]], scales: list[th.Tensor], critic_names: list[str]) -> None:
+        """Log the means of one ``train()`` call and update the loss scales: one host synchronisation in all.
+
+        The scales are updated step by step, in order, as if after every gradient step; the cost gradient within
+        this call used the scales of the calls before it (one call is a few steps; their time constant is
+        ``loss_scale_window`` steps).
+        """
+        names = [name for name, values in logs.items() if values]
+        means = th.stack([th.stack(logs[name]).float().mean() for name in names])
+        aux = th.stack(logs["aux"])
+        per_step = th.cat([th.stack(scales), aux[: len(scales), None]], dim=1) if scales else None
+        values = dict(zip(names, means.tolist(), strict=True))
+        if per_step is not None:
+            for row in per_step.tolist():
+                for name, value in zip([*critic_names, "actor", "aux"], row, strict=True):
+                    self.loss_scales[name].update(value)
         self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
-        self.logger.record("train/ent_coef", np.mean(ent_coefs))
-        self.logger.record("train/actor_loss", np.mean(actor_losses))
-        self.logger.record("train/critic_loss", np.mean(critic_losses))
-        self.logger.record("train/aux_loss", np.mean(aux_losses))
-        if len(ent_coef_losses) > 0:
-            self.logger.record("train/ent_coef_loss", np.mean(ent_coef_losses))
+        self.logger.record("train/ent_coef", values["ent_coef"])
+        self.logger.record("train/actor_loss", values["actor"])
+        self.logger.record("train/critic_loss", values["critic"])
+        self.logger.record("train/aux_loss", values["aux"])
+        if "ent_coef_loss" in values:
+            self.logger.record("train/ent_coef_loss", values["ent_coef_loss"])
+        if self._cost_term is not None:
+            self.logger.record("xinet/cost_term", float(self._cost_term))
 
     def prune(self) -> dict[str, dict[int, list[int]]]:
         """Remove every unit whose theta reached ``prune_threshold`` (nothing when ``cost_weight`` is 0).
@@ -458,7 +484,7 @@ class XiNetSAC(SAC):
         self.policy_kwargs.update(gates="none", architecture=self.policy.architecture())
         self.pruning_ended = True
         self.cost_active = False
-        self._cost_cache = None
+        self._cost_cache = self._cost_term = None
 
     def pruning_summary(self) -> PruningSummary:
         """Units alive and parameters, now and at the start, per network and layer (print it for a table)."""

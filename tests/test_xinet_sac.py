@@ -163,7 +163,7 @@ def test_rl_passes_leave_ofenet_untouched(monkeypatch):
     snapshot = {name: value.clone() for name, value in ofenet.state_dict().items()}
 
     aux_step = model._aux_step
-    monkeypatch.setattr(model, "_aux_step", lambda batch_size, cost_grads: 0.0)  # the only OFENet update
+    monkeypatch.setattr(model, "_aux_step", lambda batch_size, cost_grads: th.zeros(()))  # the only OFENet update
     model.predict(observations(), deterministic=False)
     model.policy.critic(th.as_tensor(observations()), th.zeros(16, 1))
     model.train(gradient_steps=5, batch_size=32)
@@ -311,7 +311,7 @@ def test_each_critic_pays_with_its_own_loss_and_the_actor_scale_uses_mean_gates(
     model.actor.action_log_prob_from_features = lambda z, stochastic_gates: (
         actions.append(act(z, stochastic_gates)) or actions[-1]
     )
-    model._aux_step = lambda *args, **kwargs: 0.0  # OFENet stays as it was during the actor's update
+    model._aux_step = lambda *args, **kwargs: th.zeros(())  # OFENet stays as it was during the actor's update
     model.cost_active = True
     logger_values = {}
     model.logger.record = lambda key, value, exclude=None: logger_values.__setitem__(key, value)
