@@ -8,7 +8,13 @@ Variants (all with SB3's defaults: batch 256, one gradient step per env step, on
 - ``xinet_pruning``: XiNetSAC with the regularizer on and every unit still there (thetas learning, gates sampled);
 - ``xinet_pruned``: XiNetSAC after pruning, still training with the regularizer on. Either a real pruned model
   (``--pruned PATH`` to a XiNetSAC save, e.g. the end of a ``benchmarks/compare.py`` run), or, without it, the
-  full model with units removed by hand: ``--keep`` of the units of every layer.
+  full model with units removed by hand: ``--keep`` of the units of every layer;
+- ``xinet_folded``: the same pruned model after the end of pruning (``end_pruning()``: thetas folded into the
+  weights, gates gone), training on as OFENet-SAC at its widths;
+- ``small``: OFENet-SAC built from scratch at the pruned model's widths (gates and pruning off), the speed that
+  ``xinet_folded`` should match.
+
+``--device cuda`` runs every variant on the GPU.
 
 Each variant first fills its replay buffer with ``--warmup`` random steps (and pre-trains OFENet briefly); then
 the variants run ``--chunk`` steps each, in turn, for ``--rounds`` rounds. We report the median steps/s over
@@ -44,9 +50,21 @@ def remove_by_hand(model: XiNetSAC, keep: float) -> None:
     model.prune()
 
 
+def pruned_model(args: argparse.Namespace, common: dict[str, Any], xinet: dict[str, Any]) -> XiNetSAC:
+    """The pruned model: loaded from ``--pruned`` (with a fresh replay buffer and the same warm-up as the others;
+    it keeps training with the regularizer on, its loss scales come with the save), or pruned by hand."""
+    if args.pruned:
+        model = XiNetSAC.load(args.pruned, env=gym.make(ENV), buffer_size=1_000_000, **common)
+        model.pruning_start = 0
+        return model
+    model = XiNetSAC("MlpPolicy", ENV, pruning_start=0, **xinet)
+    remove_by_hand(model, args.keep)
+    return model
+
+
 def build(variant: str, args: argparse.Namespace) -> Any:
-    common: dict[str, Any] = dict(learning_starts=args.warmup, seed=0, device="cpu", verbose=0)
-    xinet = dict(common, ofenet_pretrain_steps=args.pretrain)
+    common: dict[str, Any] = dict(learning_starts=args.warmup, seed=0, device=args.device, verbose=0)
+    xinet = dict(common, ofenet_pretrain_steps=args.pretrain, pruning_end=10**10)
     if variant == "sac":
         return SAC("MlpPolicy", ENV, **common)
     if variant == "dense":
@@ -55,16 +73,19 @@ def build(variant: str, args: argparse.Namespace) -> Any:
         return XiNetSAC("MlpPolicy", ENV, pruning_start=10**9, **xinet)
     if variant == "xinet_pruning":
         return XiNetSAC("MlpPolicy", ENV, pruning_start=0, **xinet)
-    if variant == "xinet_pruned" and args.pruned:
-        # a fresh replay buffer and the same warm-up as the others; the pruned networks keep training with the
-        # regularizer on (its loss scales come with the save)
-        model = XiNetSAC.load(args.pruned, env=gym.make(ENV), buffer_size=1_000_000, **common)
-        model.pruning_start = 0
-        return model
     if variant == "xinet_pruned":
-        model = XiNetSAC("MlpPolicy", ENV, pruning_start=0, **xinet)
-        remove_by_hand(model, args.keep)
+        model = pruned_model(args, common, xinet)
+        model.pruning_end = 10**10
         return model
+    if variant == "xinet_folded":
+        model = pruned_model(args, common, xinet)
+        model.end_pruning()
+        return model
+    if variant == "small":
+        architecture = pruned_model(args, common, xinet).policy.architecture()
+        return XiNetSAC(
+            "MlpPolicy", ENV, cost_weight=0.0, policy_kwargs=dict(gates="none", architecture=architecture), **xinet
+        )
     raise ValueError(f"Unknown variant {variant!r}")
 
 
@@ -76,7 +97,11 @@ def parameters(model: Any) -> int:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--variants", nargs="+", default=["sac", "dense", "xinet_warmup", "xinet_pruning", "xinet_pruned"])
+    parser.add_argument(
+        "--variants",
+        nargs="+",
+        default=["sac", "dense", "xinet_warmup", "xinet_pruning", "xinet_pruned", "xinet_folded", "small"],
+    )
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--chunk", type=int, default=300)
     parser.add_argument("--warmup", type=int, default=1000)
@@ -84,6 +109,7 @@ def main() -> None:
     parser.add_argument("--pruned", default=None, help="a pruned XiNetSAC save (.zip)")
     parser.add_argument("--keep", type=float, default=0.2)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument("--out", default="benchmarks/results/throughput")
     args = parser.parse_args()
     th.set_num_threads(args.threads)
@@ -99,7 +125,10 @@ def main() -> None:
             speeds[variant].append(args.chunk / (time.perf_counter() - start))
 
     machine = f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, {args.threads} torch thread(s)"
+    if args.device != "cpu":
+        machine += f", {th.cuda.get_device_name()}"
     base = statistics.median(speeds["dense"]) if "dense" in speeds else None
+    sac = statistics.median(speeds["sac"]) if "sac" in speeds else None
     rows = []
     for variant, values in speeds.items():
         median = statistics.median(values)
@@ -109,6 +138,7 @@ def main() -> None:
                 params=parameters(models[variant]),
                 steps_per_s=round(median, 1),
                 vs_dense=round(median / base, 2) if base else "",
+                vs_sac=round(median / sac, 2) if sac else "",
                 rounds=len(values),
                 chunk=args.chunk,
                 machine=machine,
@@ -118,7 +148,9 @@ def main() -> None:
         f"Env steps/s on {ENV}, training included "
         f"(median of {args.rounds} interleaved rounds of {args.chunk} steps; {machine})"
     )
-    columns = dict(variant="variant", params="parameters", steps_per_s="steps/s", vs_dense="vs dense OFENet-SAC")
+    columns = dict(
+        variant="variant", params="parameters", steps_per_s="steps/s", vs_dense="vs dense OFENet-SAC", vs_sac="vs SB3 SAC"
+    )
     print(write_results(args.out, rows, title, columns))
 
 

@@ -59,10 +59,10 @@ class BernoulliGate(nn.Module):
         theta = self.theta
         if stochastic:  # a deterministic pass leaves the last sample's log-probability alone
             self.last_log_prob = None
-        # Units at theta = 1 have xi = 1 for sure. When every unit is there and no gradient w.r.t. theta is
-        # wanted (XiNetSAC freezes the thetas until pruning starts), the gate is the identity: no sample (as
-        # costly as a Linear layer of the same width on CPU), no product.
-        if not (theta.requires_grad and th.is_grad_enabled()) and self._all_on():
+        # Units at theta = 1 have xi = 1 for sure. When every unit is there and the thetas are frozen (XiNetSAC
+        # freezes them until pruning starts), the gate is the identity: no sample (as costly as a Linear layer
+        # of the same width on CPU), no product. Thetas that learn are never read on the host here.
+        if not theta.requires_grad and self._all_on():
             return h
         if not stochastic:
             return h * theta
@@ -84,13 +84,20 @@ class BernoulliGate(nn.Module):
     def project_(self) -> None:
         """Project theta back onto its feasible set; call after every optimizer step.
 
-        The box [0, 1]^n, or with ``keep_one`` the box intersected with ``sum(theta) >= 1``. Branch-free (no
-        host synchronisation): where the clamped vector already sums to 1 or more it is the projection;
-        otherwise the sum constraint is active and the projection is the one onto the probability simplex.
+        The box [0, 1]^n, or with ``keep_one`` the box intersected with ``sum(theta) >= 1``: where the clamped
+        vector already sums to 1 or more it is the projection; otherwise the sum constraint is active and the
+        projection is the one onto the probability simplex. On a GPU this is computed branch-free (no host
+        synchronisation); on the CPU, where reading the sum costs nothing, the simplex projection only runs when
+        it is needed.
         """
         theta = self.theta
         if not self.keep_one:
             theta.clamp_(0.0, 1.0)
+            return
+        if theta.device.type == "cpu":
+            unprojected = theta.clone()
+            if theta.clamp_(0.0, 1.0).sum() < 1.0:
+                theta.copy_(project_onto_simplex(unprojected))
             return
         clamped = theta.clamp(0.0, 1.0)
         theta.copy_(th.where(clamped.sum() >= 1.0, clamped, project_onto_simplex(theta)))

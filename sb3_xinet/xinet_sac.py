@@ -43,6 +43,7 @@ CostGrads = dict[str, list[tuple[th.Tensor, th.Tensor]]]
 OFENET_BLOCKS = ["ofenet.state", "ofenet.state_action"]
 COST_REFRESH = 10  # gradient steps between two computations of dP/dtheta
 GAP_ROWS = 32  # batch rows on which the actor's loss scale (the action gap) is measured at every step
+FLUSH_STEPS = 100  # on a GPU, gradient steps between two reads of the logged losses (see _flush_train_logs)
 
 
 def check_count(name: str, value: object, minimum: int) -> int:
@@ -233,9 +234,25 @@ class XiNetSAC(SAC):
         self.loss_scales = {name: self.loss_scales.get(name, LossScale(self.loss_scale_window)) for name in names}
         self._cost_cache: tuple[int, CostGrads] | None = None
         self._cost_term: th.Tensor | None = None  # the last cost term computed, logged by train()
+        # losses and loss-scale values of the gradient steps since the last flush, as tensors on the device
+        self._pending_logs, self._pending_scales = self._empty_logs(), []
+
+    @staticmethod
+    def _empty_logs() -> dict[str, list[th.Tensor]]:
+        return {key: [] for key in ("ent_coef", "ent_coef_loss", "actor", "critic", "aux")}
+
+    def _dump_logs(self) -> None:
+        self._flush_train_logs()
+        super()._dump_logs()
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        """SB3's ``save``, after the pending loss-scale values are applied (they are saved with the model)."""
+        self._flush_train_logs()
+        super().save(*args, **kwargs)
 
     def _excluded_save_params(self) -> list[str]:
-        return [*super()._excluded_save_params(), "_cost_cache", "_cost_term"]  # tensors of this run's parameters
+        # tensors of this run's parameters and losses
+        return [*super()._excluded_save_params(), "_cost_cache", "_cost_term", "_pending_logs", "_pending_scales"]
 
     def _get_torch_save_params(self) -> tuple[list[str], list[str]]:
         state_dicts, variables = super()._get_torch_save_params()
@@ -307,7 +324,10 @@ class XiNetSAC(SAC):
         factor = self.cost_weight * abs(self.loss_scales[loss_name].value) / self.initial_expected_params
         for name in names:
             for theta, grad in cost_grads[name]:
-                theta.grad = factor * grad if theta.grad is None else theta.grad + factor * grad
+                if theta.grad is None:
+                    theta.grad = factor * grad
+                else:
+                    theta.grad.add_(grad, alpha=factor)
 
     @staticmethod
     def _set_grads(loss: th.Tensor, params: list[th.Tensor]) -> None:
@@ -319,6 +339,21 @@ class XiNetSAC(SAC):
         """
         for param, grad in zip(params, th.autograd.grad(loss, params, allow_unused=True), strict=True):
             param.grad = grad  # None for a parameter the loss does not reach: the optimizer skips it
+
+    def _ent_coef_step(self, log_prob: th.Tensor) -> th.Tensor:
+        """SAC's entropy-coefficient update (when it is learned); returns the coefficient for this step's losses."""
+        if self.ent_coef_optimizer is not None and self.log_ent_coef is not None:
+            ent_coef = th.exp(self.log_ent_coef.detach())
+            assert isinstance(self.target_entropy, float)
+            ent_coef_loss = -(self.log_ent_coef * (log_prob + self.target_entropy).detach()).mean()
+            self._pending_logs["ent_coef_loss"].append(ent_coef_loss.detach())
+            self.ent_coef_optimizer.zero_grad()
+            ent_coef_loss.backward()
+            self.ent_coef_optimizer.step()
+        else:
+            ent_coef = self.ent_coef_tensor
+        self._pending_logs["ent_coef"].append(ent_coef)
+        return ent_coef
 
     def train(self, gradient_steps: int, batch_size: int = 64) -> None:
         policy, ofenet, actor, critic = self.policy, self.policy.ofenet, self.actor, self.critic
@@ -341,8 +376,7 @@ class XiNetSAC(SAC):
         critic_weights, critic_thetas, target_weights, target_thetas = policy.critic_parameters()
         # the loss scales serve the cost gradient: not measured once pruning is off for good
         measure = self.cost_weight > 0 and not self.pruning_ended
-        logs: dict[str, list[th.Tensor]] = {key: [] for key in ("ent_coef", "ent_coef_loss", "actor", "critic", "aux")}
-        scales: list[th.Tensor] = []
+        logs, scales = self._pending_logs, self._pending_scales
 
         for gradient_step in range(gradient_steps):
             cost_grads = self._cost_grads()
@@ -357,17 +391,7 @@ class XiNetSAC(SAC):
             actions_pi, log_prob = actor.action_log_prob_from_features(z_s, stochastic_gates=True)
             log_prob = log_prob.reshape(-1, 1)
 
-            if self.ent_coef_optimizer is not None and self.log_ent_coef is not None:
-                ent_coef = th.exp(self.log_ent_coef.detach())
-                assert isinstance(self.target_entropy, float)
-                ent_coef_loss = -(self.log_ent_coef * (log_prob + self.target_entropy).detach()).mean()
-                logs["ent_coef_loss"].append(ent_coef_loss.detach())
-                self.ent_coef_optimizer.zero_grad()
-                ent_coef_loss.backward()
-                self.ent_coef_optimizer.step()
-            else:
-                ent_coef = self.ent_coef_tensor
-            logs["ent_coef"].append(ent_coef)
+            ent_coef = self._ent_coef_step(log_prob)
 
             with th.no_grad():
                 # the policy and the target critics evaluated with mean gates; phi_sa of the replay and the next
@@ -407,6 +431,7 @@ class XiNetSAC(SAC):
             self._add_cost_grads(cost_grads, ["actor"], "actor")
             actor.optimizer.step()
 
+            logs["aux"].append(self._aux_step(batch_size, cost_grads))
             if measure:
                 # The actor's loss scale, the action gap: how much the choice of action moves Q (docs/design.md),
                 # from the same critics after their update, with mean gates, like Q(s, pi(s)) above. On the first
@@ -415,39 +440,41 @@ class XiNetSAC(SAC):
                     q_replay = critic.q_values(z_sa[:GAP_ROWS], stochastic=False)
                     min_qf_replay, _ = th.min(th.cat(q_replay, dim=1), dim=1, keepdim=True)
                     action_gap = (min_qf_pi[:GAP_ROWS].detach() - min_qf_replay).abs().mean()
-                scales.append(th.cat([per_critic_losses.detach(), action_gap.reshape(1)]))
-
-            logs["aux"].append(self._aux_step(batch_size, cost_grads))
+                scales.append(th.cat([per_critic_losses.detach(), action_gap.reshape(1), logs["aux"][-1].reshape(1)]))
             if self.cost_active:
                 for block, _, _ in policy.heads().values():
                     block.project_()
-
+                # the targets' thetas are their critics' (XiNetPolicy.critic_parameters)
+                polyak_update(critic_thetas, target_thetas, 1.0)
             if gradient_step % self.target_update_interval == 0:
                 polyak_update(critic_weights, target_weights, self.tau)
                 polyak_update(self.batch_norm_stats, self.batch_norm_stats_target, 1.0)
-            if self.cost_active and critic_thetas:  # the targets' thetas are their critics' (XiNetPolicy.critic_parameters)
-                with th.no_grad():
-                    th._foreach_copy_(target_thetas, critic_thetas)
 
         self._n_updates += gradient_steps
-        self._record_train(logs, scales, critic_names)
+        if self.device.type == "cpu" or len(logs["critic"]) >= FLUSH_STEPS:
+            self._flush_train_logs()
 
-    def _record_train(self, logs: dict[str, list[th.Tensor]], scales: list[th.Tensor], critic_names: list[str]) -> None:
-        """Log the means of one ``train()`` call and update the loss scales: one host synchronisation in all.
+    def _flush_train_logs(self) -> None:
+        """Log the means of the losses since the last flush and update the loss scales with their values, step by
+        step: one host synchronisation in all.
 
-        The scales are updated step by step, in order, as if after every gradient step; the cost gradient within
-        this call used the scales of the calls before it (one call is a few steps; their time constant is
-        ``loss_scale_window`` steps).
+        On the CPU, where reading a value costs nothing, this runs after every ``train()`` call; on a GPU every
+        ``FLUSH_STEPS`` gradient steps and before each log dump, save and the end of ``learn()``, so that the
+        training step never waits for the device. The cost gradient meanwhile uses the scales as last flushed:
+        they average over ``loss_scale_window`` (10,000) steps, so a lag of ``FLUSH_STEPS`` changes nothing.
         """
+        logs, scales = self._pending_logs, self._pending_scales
         names = [name for name, values in logs.items() if values]
+        if not names:
+            return
         means = th.stack([th.stack(logs[name]).float().mean() for name in names])
-        aux = th.stack(logs["aux"])
-        per_step = th.cat([th.stack(scales), aux[: len(scales), None]], dim=1) if scales else None
         values = dict(zip(names, means.tolist(), strict=True))
-        if per_step is not None:
-            for row in per_step.tolist():
-                for name, value in zip([*critic_names, "actor", "aux"], row, strict=True):
+        if scales:
+            scale_names = [*(f"critic{i}" for i in range(len(self.critic.q_networks))), "actor", "aux"]
+            for row in th.stack(scales).tolist():
+                for name, value in zip(scale_names, row, strict=True):
                     self.loss_scales[name].update(value)
+        self._pending_logs, self._pending_scales = self._empty_logs(), []
         self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
         self.logger.record("train/ent_coef", values["ent_coef"])
         self.logger.record("train/actor_loss", values["actor"])
@@ -500,7 +527,7 @@ class XiNetSAC(SAC):
         progress_bar: bool = False,
     ) -> SelfXiNetSAC:
         """SAC's ``learn``, with a :class:`XiNetPruningCallback` attached unless one is already passed."""
-        return super().learn(
+        super().learn(
             total_timesteps=total_timesteps,
             callback=with_pruning_callback(callback),
             log_interval=log_interval,
@@ -508,6 +535,8 @@ class XiNetSAC(SAC):
             reset_num_timesteps=reset_num_timesteps,
             progress_bar=progress_bar,
         )
+        self._flush_train_logs()
+        return self
 
     @classmethod
     def load(  # type: ignore[override]
