@@ -421,6 +421,14 @@ class XiNetPolicy(BasePolicy):
     def optimizers(self) -> list[th.optim.Optimizer]:
         return [self.ofenet_optimizer, self.actor.optimizer, self.critic.optimizer]
 
+    def apply_optimizer_kwargs(self) -> None:
+        """Give every parameter group this policy's ``optimizer_kwargs`` again. Loading an optimizer's state
+        also restores its groups' settings as they were saved (for a save from an earlier version, without the
+        fused Adam kernel); the policy's settings are the ones to train with."""
+        for optimizer in self.optimizers():
+            for group in optimizer.param_groups:
+                group.update({key: value for key, value in self.optimizer_kwargs.items() if key in group})
+
     def project_(self) -> None:
         """Project every theta onto [0, 1]."""
         for block in self.gated_blocks().values():

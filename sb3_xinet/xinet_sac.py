@@ -561,7 +561,11 @@ class XiNetSAC(SAC):
             path.seek(position)
         if env is not None:
             check_for_correct_spaces(cls._wrap_env(env), data["observation_space"], data["action_space"])
-        return super().load(path, env, device, custom_objects, print_system_info, force_reset, **kwargs)
+        if "pruning_end" not in data and "pruning_start" in data:  # a save from before pruning had an end
+            kwargs.setdefault("pruning_end", data["pruning_start"] + PRUNING_STEPS)
+        model = super().load(path, env, device, custom_objects, print_system_info, force_reset, **kwargs)
+        model.policy.apply_optimizer_kwargs()
+        return model
 
 
 def with_pruning_callback(callback: MaybeCallback) -> MaybeCallback:

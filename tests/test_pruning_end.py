@@ -103,3 +103,16 @@ def test_saves_before_and_after_the_end_reload_and_resume(tmp_path):
 def test_bad_pruning_end(kwargs, name):
     with pytest.raises(ValueError, match=name):
         make_model(**kwargs)
+
+
+def test_a_save_from_before_pruning_had_an_end_loads_with_the_default_end_and_fused_adam(tmp_path):
+    """An earlier version saved no ``pruning_end`` and non-fused optimizer groups: the load gives the default
+    end after the saved start, and the policy's optimizer settings (fused Adam) replace the saved ones."""
+    model = make_model(pruning_start=200)
+    for optimizer in model.policy.optimizers():
+        for group in optimizer.param_groups:
+            group["fused"] = None
+    model.save(tmp_path / "old", exclude=["pruning_end", "pruning_ended"])
+    loaded = XiNetSAC.load(tmp_path / "old", device="cpu")
+    assert loaded.pruning_end == 200 + 80_000 and not loaded.pruning_ended
+    assert all(group["fused"] for optimizer in loaded.policy.optimizers() for group in optimizer.param_groups)
