@@ -25,6 +25,7 @@ rounds and its ratio to ``dense``; interleaving makes the ratios robust to the d
 """
 
 import argparse
+import inspect
 import os
 import platform
 import statistics
@@ -64,7 +65,9 @@ def pruned_model(args: argparse.Namespace, common: dict[str, Any], xinet: dict[s
 
 def build(variant: str, args: argparse.Namespace) -> Any:
     common: dict[str, Any] = dict(learning_starts=args.warmup, seed=0, device=args.device, verbose=0)
-    xinet = dict(common, ofenet_pretrain_steps=args.pretrain, pruning_end=10**10)
+    xinet = dict(common, ofenet_pretrain_steps=args.pretrain)
+    if "pruning_end" in inspect.signature(XiNetSAC).parameters:  # so that the script also measures older versions
+        xinet["pruning_end"] = 10**10
     if variant == "sac":
         return SAC("MlpPolicy", ENV, **common)
     if variant == "dense":

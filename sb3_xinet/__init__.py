@@ -3,7 +3,7 @@
 import os
 
 from sb3_xinet.callbacks import XiNetPruningCallback
-from sb3_xinet.cost import LossScale, cost_penalty, count_parameters, unit_costs
+from sb3_xinet.cost import LossScale, cost_penalty, count_parameters
 from sb3_xinet.gates import BernoulliGate, score_function_loss
 from sb3_xinet.nets import GatedDenseNet, GatedLayer, GatedMLP
 from sb3_xinet.ofenet import OFENet
@@ -29,5 +29,4 @@ __all__ = [
     "cost_penalty",
     "count_parameters",
     "score_function_loss",
-    "unit_costs",
 ]

@@ -17,9 +17,11 @@ then worth keeping when removing it would raise the task loss by more than ``c``
 parameters, in relative terms: ``dL / L_ref > c * dP / P0``. Rescaling the loss (e.g. the observation units
 of another environment) or the network leaves the pruning decisions unchanged.
 
-``L_ref`` is held fixed while pruning, not taken from the current batch: the current loss includes the loss
-that the sampled gates themselves cause, so a penalty proportional to it grows as units are dropped, a
-positive feedback that collapsed even useful units in our toy problem (tests/test_gates.py).
+``L_ref`` is not taken from the current batch: the current loss includes the loss that the sampled gates
+themselves cause, so a penalty proportional to it grows as units are dropped, a positive feedback that collapsed
+even useful units in our toy problem (tests/test_gates.py). :class:`LossScale` measures it with every unit on
+before pruning starts, then follows it as a slow moving average (time constant ``loss_scale_window`` steps in
+XiNetSAC, far slower than that feedback): SAC's losses grow with the returns over a run.
 """
 
 import math
@@ -49,8 +51,7 @@ class LossScale:
     """Mean of a task loss (the ``L_ref`` of the penalty): the plain mean of the first ``window`` updates,
     then an exponential moving average with time constant ``window``.
 
-    Update it during the warm-up (all units on), then stop updating while pruning. Plain floats only, so
-    it saves with the model.
+    Plain floats only, so it saves with the model.
     """
 
     def __init__(self, window: int = 1000) -> None:
@@ -64,11 +65,6 @@ class LossScale:
         self.count += 1
         rate = 1.0 / min(self.count, self.window)
         self.value += rate * (float(loss) - self.value)
-
-
-def unit_costs(expected_params: th.Tensor, thetas: list[nn.Parameter]) -> list[th.Tensor]:
-    """``dP/dtheta`` for every gate vector: the parameters each unit keeps alive (exact at theta in {0,1})."""
-    return list(th.autograd.grad(expected_params, thetas, retain_graph=True))
 
 
 def count_parameters(modules: Iterable[nn.Module]) -> int:

@@ -87,6 +87,10 @@ def check_pruning_arguments(**kwargs: Any) -> dict[str, Any]:
 class XiNetSAC(SAC):
     """Soft Actor-Critic on a Bernoulli-gated OFENet that prunes its own units while it learns.
 
+    The method of Guenter & Sideris, "Online Training and Pruning of Deep Reinforcement Learning Networks"
+    (arXiv 2507.11975), reconstructed from its abstract and those of its predecessors (docs/design.md says what
+    was chosen where they are silent), on OFENet (Ota et al., ICML 2020) and SB3's SAC.
+
     Every argument of SB3's :class:`~stable_baselines3.SAC` keeps its meaning (``learning_starts`` defaults to
     10,000 random steps, the OFENet warm-up). The extra ones:
 
