@@ -429,9 +429,10 @@ class XiNetPolicy(BasePolicy):
             for group in optimizer.param_groups:
                 group.update({key: value for key, value in self.optimizer_kwargs.items() if key in group})
 
-    def project_(self) -> None:
-        """Project every theta onto [0, 1]."""
-        for block in self.gated_blocks().values():
+    def project_heads_(self) -> None:
+        """Project the thetas of the actor's and the critics' hidden layers onto their feasible sets (OFENet's
+        are projected by the aux step that moves them)."""
+        for block, _, _ in self.heads().values():
             block.project_()
 
     def heads(self) -> dict[str, tuple[GatedMLP, nn.Module, nn.Module | None]]:
@@ -460,7 +461,8 @@ class XiNetPolicy(BasePolicy):
                     target.remove_units(layer_id, units)
             if found:
                 removed[name] = found
-            block.project_()
+        self.project_heads_()
+        for name, (block, _, _) in self.heads().items():
             for layer_id in block.layers_at_floor():
                 if (name, layer_id) not in self._warned_floors:
                     self._warned_floors.add((name, layer_id))

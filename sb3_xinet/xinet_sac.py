@@ -446,8 +446,7 @@ class XiNetSAC(SAC):
                     action_gap = (min_qf_pi[:GAP_ROWS].detach() - min_qf_replay).abs().mean()
                 scales.append(th.cat([per_critic_losses.detach(), action_gap.reshape(1), logs["aux"][-1].reshape(1)]))
             if self.cost_active:
-                for block, _, _ in policy.heads().values():
-                    block.project_()
+                policy.project_heads_()
                 # the targets' thetas are their critics' (XiNetPolicy.critic_parameters)
                 polyak_update(critic_thetas, target_thetas, 1.0)
             if gradient_step % self.target_update_interval == 0:
