@@ -49,6 +49,7 @@ RUN_FIELDS = [
     "steps_per_s",
     "wall_s",
     "machine",
+    "ofenet_layers",
 ]
 CURVE_FIELDS = ["env", "algo", "seed", "step", "return_mean", "return_std", "params", "steps_per_s", "units"]
 
@@ -61,6 +62,8 @@ def algo_kwargs(algo: str, args: argparse.Namespace) -> tuple[str, dict[str, Any
     xinet = dict(common, ofenet_pretrain_steps=args.ofenet_pretrain_steps)
     if algo == "xinet":
         return "XiNetSAC", dict(xinet, cost_weight=args.cost_weight)
+    if algo == "xinet_time":
+        return "XiNetSAC", dict(xinet, cost_weight=args.cost_weight, cost_model="time")
     if algo == "dense":
         return "XiNetSAC", dict(xinet, cost_weight=0.0, policy_kwargs=dict(gates="none"))
     if algo == "small":
@@ -71,7 +74,7 @@ def algo_kwargs(algo: str, args: argparse.Namespace) -> tuple[str, dict[str, Any
             net_arch=dict(pi=[actor_units] * 2, qf=[critic_units] * 2),
         )
         return "XiNetSAC", dict(xinet, cost_weight=0.0, policy_kwargs=policy_kwargs)
-    raise ValueError(f"Unknown algo {algo!r}: expected sac, dense, xinet or small")
+    raise ValueError(f"Unknown algo {algo!r}: expected sac, dense, xinet, xinet_time or small")
 
 
 def network_size(model: Any) -> tuple[int, dict[str, list[int]]]:
@@ -87,10 +90,21 @@ def network_size(model: Any) -> tuple[int, dict[str, list[int]]]:
     return params, {}
 
 
+def ofenet_layers(model: Any) -> str:
+    """OFENet layers left, ``"<state>+<state-action>"`` (empty for SB3 SAC)."""
+    if not hasattr(model.policy, "ofenet"):
+        return ""
+    return "+".join(str(len(block.layers)) for block in model.policy.ofenet.blocks().values())
+
+
 def append_row(path: Path, fields: list[str], row: dict[str, Any]) -> None:
+    """Append a row; a file written by an earlier version keeps its own columns."""
     new = not path.exists()
+    if not new:
+        with path.open(newline="") as handle:
+            fields = next(csv.reader(handle), fields)
     with path.open("a", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=fields)
+        writer = csv.DictWriter(handle, fieldnames=fields, extrasaction="ignore")
         if new:
             writer.writeheader()
         writer.writerow(row)
@@ -226,6 +240,7 @@ def train_one(env_id: str, algo: str, seed: int, args: argparse.Namespace) -> st
             steps_per_s=round(model.num_timesteps / callback.wall, 2),
             wall_s=round(callback.wall, 1),
             machine=f"{platform.machine()} {os.cpu_count()} cores, {args.threads} torch thread(s)/run",
+            ofenet_layers=ofenet_layers(model),
         ),
     )
     return f"{name}: return {final['return_mean']:.1f}, {params:,} parameters"
@@ -234,7 +249,9 @@ def train_one(env_id: str, algo: str, seed: int, args: argparse.Namespace) -> st
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--envs", nargs="+", default=["Hopper-v5"])
-    parser.add_argument("--algos", nargs="+", default=["sac", "dense", "xinet"], choices=["sac", "dense", "xinet", "small"])
+    parser.add_argument(
+        "--algos", nargs="+", default=["sac", "dense", "xinet"], choices=["sac", "dense", "xinet", "xinet_time", "small"]
+    )
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--steps", type=int, default=100_000)
     parser.add_argument("--learning-starts", type=int, default=10_000)

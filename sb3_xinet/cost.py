@@ -1,7 +1,9 @@
 """The cost-aware regularizer: each unit pays, per unit of ``c``, the parameters it keeps alive.
 
 ``P(theta)`` is the expected parameter count of the gated networks, a multilinear polynomial in the thetas
-(each block writes its own part: ``expected_params`` in :mod:`sb3_xinet.nets` and :mod:`sb3_xinet.ofenet`).
+(each block writes its own part: ``expected_cost`` in :mod:`sb3_xinet.nets` and :mod:`sb3_xinet.ofenet`, with
+:func:`parameter_price` as the price of a layer). The time cost model (:mod:`sb3_xinet.time_cost`) prices the
+same layers in seconds instead; everything below holds for it with ``P`` read as the expected time.
 Its derivative ``dP/dtheta_j`` is the number of parameters unit j keeps alive given the other units (its
 row, BatchNorm entries, and its columns in every consumer), so the many per-layer regularization weights
 ``mu_l`` of the reconstruction ``R = sum_j theta_j mu_l`` are all set by one knob: ``mu_j = c * dP/dtheta_j``
@@ -25,10 +27,29 @@ XiNetSAC, far slower than that feedback): SAC's losses grow with the returns ove
 """
 
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import torch as th
 from torch import nn
+
+LayerPrice = Callable[[th.Tensor, th.Tensor, th.Tensor, int], th.Tensor]
+"""The expected cost of one linear layer from its expected input width, its expected number of units, the
+probability that it is there at all, and its parameters per unit besides weights and bias (BatchNorm's 2).
+Every argument is a polynomial in the thetas, and so must the price be, in each theta of degree one at most."""
+
+Pricing = Callable[[str], LayerPrice]
+"""The price of each part of the policy, by name (``ofenet.state``, ``ofenet.state_action``, ``ofenet.head``,
+``actor``, ``critic``)."""
+
+
+def parameter_price(n_in: th.Tensor, n_out: th.Tensor, present: th.Tensor, extra: int) -> th.Tensor:
+    """Weights, biases and the ``extra`` per-unit parameters of a linear layer: the paper's cost."""
+    return n_out * (n_in + 1 + extra)
+
+
+def parameter_pricing(part: str) -> LayerPrice:
+    """Every part priced by its parameters."""
+    return parameter_price
 
 
 def check_cost_weight(cost_weight: object) -> float:

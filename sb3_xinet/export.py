@@ -68,7 +68,8 @@ class DeterministicActor(nn.Module):
 
 
 def export_layer(layer: GatedLayer) -> ExportedLayer:
-    """A plain copy of a gated layer in inference mode: BN folded into the linear layer, theta as a scale."""
+    """A plain copy of a gated layer in inference mode: BN folded into the linear layer, theta (times the layer
+    gate's) as a scale."""
     weight, bias = layer.linear.weight.detach().clone(), layer.linear.bias.detach().clone()
     if layer.bn is not None:
         bn = layer.bn
@@ -78,7 +79,8 @@ def export_layer(layer: GatedLayer) -> ExportedLayer:
     linear = nn.Linear(weight.shape[1], weight.shape[0])
     linear.weight.data.copy_(weight)
     linear.bias.data.copy_(bias)
-    scale = layer.gate.theta.detach() if layer.gate is not None else th.ones(weight.shape[0])
+    scale = layer.mean_scale()
+    scale = th.ones(weight.shape[0]) if scale is None else scale
     return ExportedLayer(linear, type(layer.activation)(), scale)
 
 

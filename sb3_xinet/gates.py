@@ -9,7 +9,9 @@ gradient, as in the predecessor papers). Two estimators of ``d E[L] / d theta`` 
 - ``"reinforce"``: the score-function estimator with a leave-one-out baseline. Unbiased, higher variance,
   and it needs the per-sample task loss (see :func:`score_function_loss`).
 
-Sampling is per sample and per unit (like dropout). In deterministic mode the gate scales by its mean,
+Sampling is per sample and per unit (like dropout). A gate vector of one entry applied to a layer of many
+units is a layer gate: one sample per batch row switches the whole layer (the time cost model's depth gates).
+In deterministic mode the gate scales by its mean,
 ``z = theta * h``: the dropout-style inference rule, continuous in theta, equal to thresholding once theta
 has converged to {0, 1} (see docs/design.md).
 
@@ -52,7 +54,7 @@ class BernoulliGate(nn.Module):
         return self.theta.shape[0]
 
     def forward(self, h: th.Tensor, stochastic: bool) -> th.Tensor:
-        """Gate the activations ``h`` of shape (batch, n_units).
+        """Gate the activations ``h`` of shape (batch, n_units), or of any width for a single (layer) gate.
 
         :param stochastic: sample ``xi`` (training passes) or scale by ``theta`` (deterministic passes)
         """
@@ -68,7 +70,7 @@ class BernoulliGate(nn.Module):
             return h * theta
         if self.estimator == "straight_through":
             return StraightThroughGate.apply(h, theta)
-        xi = (th.rand_like(h) < theta.detach()).to(h.dtype)
+        xi = sample_bernoulli(h, theta.detach())
         self.last_log_prob = bernoulli_log_prob(xi, theta)
         return h * xi
 
@@ -109,7 +111,7 @@ class StraightThroughGate(th.autograd.Function):
 
     @staticmethod
     def forward(ctx, h: th.Tensor, theta: th.Tensor) -> th.Tensor:  # type: ignore[override]
-        xi = (th.rand_like(h) < theta).to(h.dtype)
+        xi = sample_bernoulli(h, theta)
         ctx.save_for_backward(h, xi)
         return h * xi
 
@@ -117,8 +119,17 @@ class StraightThroughGate(th.autograd.Function):
     def backward(ctx, grad: th.Tensor) -> tuple[th.Tensor | None, th.Tensor | None]:  # type: ignore[override]
         h, xi = ctx.saved_tensors
         grad_h = grad * xi if ctx.needs_input_grad[0] else None
-        grad_theta = (grad * h).sum(dim=0) if ctx.needs_input_grad[1] else None
+        grad_theta = None
+        if ctx.needs_input_grad[1]:
+            grad_theta = (grad * h).sum(dim=0)
+            if xi.shape[1] == 1:  # a layer gate: one theta for every unit
+                grad_theta = grad_theta.sum(dim=0, keepdim=True)
         return grad_h, grad_theta
+
+
+def sample_bernoulli(h: th.Tensor, theta: th.Tensor) -> th.Tensor:
+    """``xi ~ Bernoulli(theta)`` of shape (batch, len(theta)), in ``h``'s dtype: one sample per row and gate."""
+    return (th.rand(h.shape[0], theta.shape[0], device=h.device, dtype=h.dtype) < theta).to(h.dtype)
 
 
 def project_onto_simplex(y: th.Tensor) -> th.Tensor:

@@ -8,8 +8,13 @@
 - :class:`GatedMLP`: a plain stack (the actor's and critics' hidden layers). A layer there cannot be deleted
   without changing the function (there is no identity path), so an MLP layer keeps at least one unit.
 
-Every block also writes its expected parameter count as a polynomial in the thetas
-(:meth:`expected_params`), which is what the cost-aware regularizer charges.
+Every block also writes its expected cost as a polynomial in the thetas (:meth:`expected_cost`): each linear
+layer priced from its expected input and output widths and the probability that it is there (a
+:data:`~sb3_xinet.cost.LayerPrice`: its parameters, or its share of a training step's time). That is what the
+cost-aware regularizer charges.
+
+A DenseNet layer can also carry a layer gate (``layer_gate=True``, the time cost model): one more Bernoulli
+variable that switches the whole layer, so that the regularizer can charge and remove a layer's fixed cost.
 
 Removal is exact: the network after ``remove_units`` computes what it computed before with those units'
 ``xi`` forced to 0 (BatchNorm channels are independent, so batch statistics agree too). The optimizers passed
@@ -22,6 +27,7 @@ import torch as th
 import torch.nn.functional as F
 from torch import nn
 
+from sb3_xinet.cost import LayerPrice, parameter_price
 from sb3_xinet.gates import BernoulliGate, GateEstimator
 from sb3_xinet.surgery import (
     drop_parameters_,
@@ -85,6 +91,7 @@ class GatedLayer(nn.Module):
     :param gated: multiply each unit by a Bernoulli gate (False gives the dense baseline)
     :param estimator: gradient estimator of the gates
     :param keep_one: the layer keeps an expected width of at least one unit (see :class:`BernoulliGate`)
+    :param layer_gate: one more gate, for the whole layer (only where the layer can go: a DenseNet layer)
     """
 
     def __init__(
@@ -96,12 +103,14 @@ class GatedLayer(nn.Module):
         gated: bool = True,
         estimator: GateEstimator = "straight_through",
         keep_one: bool = False,
+        layer_gate: bool = False,
     ) -> None:
         super().__init__()
         self.linear = nn.Linear(in_features, n_units)
         self.bn = nn.BatchNorm1d(n_units, momentum=BN_MOMENTUM, eps=BN_EPS) if batch_norm else None
         self.activation = activation_fn()
         self.gate = BernoulliGate(n_units, estimator, keep_one) if gated else None
+        self.layer_gate = BernoulliGate(1, estimator) if gated and layer_gate else None
 
     @property
     def n_units(self) -> int:
@@ -128,13 +137,29 @@ class GatedLayer(nn.Module):
                 eps=self.bn.eps,
             )
         h = self.activation(h)
-        return h if self.gate is None else self.gate(h, stochastic)
+        if self.gate is not None:
+            h = self.gate(h, stochastic)
+        return h if self.layer_gate is None else self.layer_gate(h, stochastic)
 
-    def expected_params(self, expected_in: th.Tensor) -> tuple[th.Tensor, th.Tensor]:
-        """(expected weights + biases + BN affine parameters, expected number of active units)."""
+    def gates(self) -> list[BernoulliGate]:
+        """The unit gates and the layer gate, where there are."""
+        return [gate for gate in (self.gate, self.layer_gate) if gate is not None]
+
+    def presence(self) -> th.Tensor:
+        """Probability that the layer is there: its layer gate's theta, else 1."""
+        return self.layer_gate.theta.sum() if self.layer_gate is not None else th.ones(())
+
+    def mean_scale(self) -> th.Tensor | None:
+        """Each unit's factor in a deterministic pass (theta, times the layer's theta), or None if ungated."""
+        if self.gate is None:
+            return None
+        return self.gate.theta.detach() * self.presence().detach()
+
+    def expected_cost(self, expected_in: th.Tensor, price: LayerPrice = parameter_price) -> tuple[th.Tensor, th.Tensor]:
+        """(expected cost, expected number of active units) given the expected input width."""
         width = self.gate.theta.sum() if self.gate is not None else th.as_tensor(float(self.n_units))
-        per_unit = expected_in + 1 + (2 if self.bn is not None else 0)
-        return per_unit * width, width
+        width = width * self.presence()
+        return price(expected_in, width, self.presence(), 2 if self.bn is not None else 0), width
 
     def remove_units(self, units: Sequence[int], optimizers: Optimizers = ()) -> None:
         """Remove output units (weight rows, bias, BN entries, theta); consumers are the caller's business."""
@@ -155,14 +180,14 @@ class GatedLayer(nn.Module):
         scale_input_columns(self.linear, columns, factors, optimizers)
 
     def drop_gate_(self, optimizers: Optimizers = ()) -> th.Tensor | None:
-        """Remove the gate (its theta leaves the optimizers); return the thetas the consumers must take over,
-        or None for an ungated layer. The layer then outputs ``act(BN(W x + b))``, unscaled."""
-        if self.gate is None:
+        """Remove the gates (their thetas leave the optimizers); return the factors the consumers must take over
+        (:meth:`mean_scale`), or None for an ungated layer. The layer then outputs ``act(BN(W x + b))``, unscaled."""
+        scale = self.mean_scale()
+        if scale is None:
             return None
-        theta = self.gate.theta.detach().clone()
-        drop_parameters_([self.gate.theta], optimizers)
-        self.gate = None
-        return theta
+        drop_parameters_([gate.theta for gate in self.gates()], optimizers)
+        self.gate = self.layer_gate = None
+        return scale.clone()
 
 
 class GatedBlock(nn.Module):
@@ -176,7 +201,8 @@ class GatedBlock(nn.Module):
         return [layer.n_units for layer in self.layers]
 
     def gates(self) -> list[BernoulliGate]:
-        return [layer.gate for layer in self.layers if layer.gate is not None]
+        """Every gate of the block: each layer's unit gates, then its layer gate."""
+        return [gate for layer in self.layers for gate in layer.gates()]
 
     def log_prob(self) -> th.Tensor:
         """Summed log-probability of the last stochastic sample of every REINFORCE gate, per batch element."""
@@ -191,10 +217,13 @@ class GatedBlock(nn.Module):
             gate.project_()
 
     def units_at_or_below(self, threshold: float) -> dict[int, list[int]]:
-        """Units whose theta is at or below ``threshold``, per layer id."""
+        """Units whose theta is at or below ``threshold``, per layer id; every unit of a layer whose layer gate's
+        theta is."""
         found = {}
         for layer_id, layer in zip(self.layer_ids, self.layers, strict=True):
-            if layer.gate is not None:
+            if layer.layer_gate is not None and float(layer.layer_gate.theta.detach()) <= threshold:
+                found[layer_id] = list(range(layer.n_units))
+            elif layer.gate is not None:
                 units = th.nonzero(layer.gate.theta.detach() <= threshold).flatten().tolist()
                 if units:
                     found[layer_id] = units
@@ -213,6 +242,7 @@ class GatedDenseNet(GatedBlock):
     :param units: units of each layer
     :param layer_ids: stable ids of the layers (their index in the unpruned branch); only given when
         rebuilding a pruned branch, which may then have no layer left
+    :param layer_gates: each layer also gets a layer gate (see :class:`GatedLayer`)
     """
 
     def __init__(
@@ -224,6 +254,7 @@ class GatedDenseNet(GatedBlock):
         batch_norm: bool = True,
         gated: bool = True,
         estimator: GateEstimator = "straight_through",
+        layer_gates: bool = False,
     ) -> None:
         super().__init__()
         widths = check_units(units, "GatedDenseNet", allow_empty=layer_ids is not None)
@@ -234,7 +265,7 @@ class GatedDenseNet(GatedBlock):
         self.layers = nn.ModuleList()
         width = in_features
         for n_units in widths:
-            self.layers.append(GatedLayer(width, n_units, activation_fn, batch_norm, gated, estimator))
+            self.layers.append(GatedLayer(width, n_units, activation_fn, batch_norm, gated, estimator, layer_gate=layer_gates))
             width += n_units
 
     @property
@@ -246,13 +277,13 @@ class GatedDenseNet(GatedBlock):
             x = th.cat([x, layer(x, stochastic, batch_stats)], dim=1)
         return x
 
-    def expected_params(self, expected_in: th.Tensor) -> tuple[th.Tensor, th.Tensor]:
-        """(expected parameter count, expected output width) given the expected input width."""
+    def expected_cost(self, expected_in: th.Tensor, price: LayerPrice = parameter_price) -> tuple[th.Tensor, th.Tensor]:
+        """(expected cost, expected output width) given the expected input width."""
         total = th.zeros(())
         width = expected_in
         for layer in self.layers:
-            params, units = layer.expected_params(width)
-            total = total + params
+            cost, units = layer.expected_cost(width, price)
+            total = total + cost
             width = width + units
         return total, width
 
@@ -348,12 +379,13 @@ class GatedMLP(GatedBlock):
             x = layer(x, stochastic, batch_stats)
         return x
 
-    def expected_params(self, expected_in: th.Tensor) -> tuple[th.Tensor, th.Tensor]:
+    def expected_cost(self, expected_in: th.Tensor, price: LayerPrice = parameter_price) -> tuple[th.Tensor, th.Tensor]:
+        """(expected cost, expected output width) given the expected input width."""
         total = th.zeros(())
         width = expected_in
         for layer in self.layers:
-            params, width = layer.expected_params(width)
-            total = total + params
+            cost, width = layer.expected_cost(width, price)
+            total = total + cost
         return total, width
 
     def remove_units(self, layer_id: int, units: Sequence[int], optimizers: Optimizers = ()) -> list[int]:

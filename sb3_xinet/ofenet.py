@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from gymnasium import spaces
 from torch import nn
 
+from sb3_xinet.cost import Pricing, parameter_pricing
 from sb3_xinet.gates import GateEstimator
 from sb3_xinet.nets import GatedDenseNet, Optimizers, check_units, remove_input_columns, scale_input_columns
 
@@ -51,6 +52,8 @@ class OFENet(nn.Module):
     :param batch_norm: BatchNorm on every layer (as OFENet)
     :param gated: gate the units (False gives the dense OFENet baseline)
     :param estimator: gradient estimator of the gates
+    :param layer_gates: every layer also gets a layer gate, so that pruning can remove it whole (the time cost
+        model sets it)
     """
 
     def __init__(
@@ -65,6 +68,7 @@ class OFENet(nn.Module):
         batch_norm: bool = True,
         gated: bool = True,
         estimator: GateEstimator = "straight_through",
+        layer_gates: bool = False,
     ) -> None:
         super().__init__()
         for name, dim in (("obs_dim", obs_dim), ("action_dim", action_dim)):
@@ -78,7 +82,9 @@ class OFENet(nn.Module):
         self.obs_dim = obs_dim
         self.action_dim = action_dim
         self.target_dim = target_dim
-        block_kwargs: dict[str, Any] = dict(activation_fn=nn.SiLU, batch_norm=batch_norm, gated=gated, estimator=estimator)
+        block_kwargs: dict[str, Any] = dict(
+            activation_fn=nn.SiLU, batch_norm=batch_norm, gated=gated, estimator=estimator, layer_gates=layer_gates
+        )
         self.state = GatedDenseNet(obs_dim, state_units, state_layer_ids, **block_kwargs)
         self.state_action = GatedDenseNet(
             self.state.out_features + action_dim, state_action_units, state_action_layer_ids, **block_kwargs
@@ -171,16 +177,19 @@ class OFENet(nn.Module):
         for block in self.blocks().values():
             block.project_()
 
-    def expected_params(self) -> tuple[th.Tensor, th.Tensor, th.Tensor]:
-        """``(P_ofenet, E[width of phi_s], E[width of phi_sa])`` as polynomials in the thetas.
+    def expected_cost(self, pricing: Pricing = parameter_pricing) -> tuple[th.Tensor, th.Tensor, th.Tensor]:
+        """``(cost of OFENet, E[width of phi_s], E[width of phi_sa])`` as polynomials in the thetas.
 
-        P counts every weight, bias and BatchNorm affine parameter of both branches and the aux head; the
+        The cost covers both branches and the aux head (priced as ``ofenet.state``, ``ofenet.state_action`` and
+        ``ofenet.head``; by default their parameters: every weight, bias and BatchNorm affine parameter); the
         expected widths let the networks that read ``phi_s`` / ``phi_sa`` add their own cost.
         """
-        p_state, width_s = self.state.expected_params(th.as_tensor(float(self.obs_dim)))
-        p_state_action, width_sa = self.state_action.expected_params(width_s + self.action_dim)
-        p_head = (width_sa + 1) * self.target_dim
-        return p_state + p_state_action + p_head, width_s, width_sa
+        cost_state, width_s = self.state.expected_cost(th.as_tensor(float(self.obs_dim)), pricing("ofenet.state"))
+        cost_state_action, width_sa = self.state_action.expected_cost(
+            width_s + self.action_dim, pricing("ofenet.state_action")
+        )
+        cost_head = pricing("ofenet.head")(width_sa, th.as_tensor(float(self.target_dim)), th.ones(()), 0)
+        return cost_state + cost_state_action + cost_head, width_s, width_sa
 
     def register_consumer(self, feature: Branch, consumer: nn.Module) -> None:
         """Register a module that reads ``phi_s`` (``feature="state"``) or ``phi_sa`` (``"state_action"``).

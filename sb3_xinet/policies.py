@@ -25,6 +25,7 @@ from stable_baselines3.common.torch_layers import BaseFeaturesExtractor, Flatten
 from stable_baselines3.common.type_aliases import PyTorchObs, Schedule
 from torch import nn
 
+from sb3_xinet.cost import LayerPrice, Pricing, parameter_price, parameter_pricing
 from sb3_xinet.gates import ESTIMATORS, GateEstimator
 from sb3_xinet.nets import GatedMLP, Optimizers, remove_input_columns, scale_input_columns
 from sb3_xinet.ofenet import OFENet
@@ -143,9 +144,10 @@ class XiNetActor(BasePolicy):
     def _predict(self, observation: PyTorchObs, deterministic: bool = False) -> th.Tensor:
         return self(observation, deterministic)
 
-    def expected_params(self, expected_in: th.Tensor) -> th.Tensor:
-        params, width = self.latent_pi.expected_params(expected_in)
-        return params + 2 * (width + 1) * self.mu.out_features
+    def expected_cost(self, expected_in: th.Tensor, price: LayerPrice = parameter_price) -> th.Tensor:
+        """Expected cost of the hidden layers and of the two heads (mean and log-std)."""
+        cost, width = self.latent_pi.expected_cost(expected_in, price)
+        return cost + 2 * price(width, th.as_tensor(float(self.mu.out_features)), th.ones(()), 0)
 
     def remove_units(self, layer_id: int, units: list[int], optimizers: Optimizers = ()) -> None:
         """Remove hidden units; the heads lose the matching columns when the last hidden layer shrinks."""
@@ -181,9 +183,10 @@ class QNetwork(nn.Module):
     def forward(self, z_sa: th.Tensor, stochastic: bool = False) -> th.Tensor:
         return self.out(self.latent(z_sa, stochastic=stochastic))
 
-    def expected_params(self, expected_in: th.Tensor) -> th.Tensor:
-        params, width = self.latent.expected_params(expected_in)
-        return params + (width + 1) * self.out.out_features
+    def expected_cost(self, expected_in: th.Tensor, price: LayerPrice = parameter_price) -> th.Tensor:
+        """Expected cost of the hidden layers and of the output layer."""
+        cost, width = self.latent.expected_cost(expected_in, price)
+        return cost + price(width, th.as_tensor(float(self.out.out_features)), th.ones(()), 0)
 
     def remove_units(self, layer_id: int, units: list[int], optimizers: Optimizers = ()) -> None:
         columns = self.latent.remove_units(layer_id, units, optimizers)
@@ -412,11 +415,17 @@ class XiNetPolicy(BasePolicy):
         blocks.update({f"critic{i}": q_net.latent for i, q_net in enumerate(self.critic.q_networks)})
         return blocks
 
+    def expected_cost(self, pricing: Pricing = parameter_pricing) -> th.Tensor:
+        """Expected cost of OFENet, actor and critics, each part priced by ``pricing`` (see
+        :data:`~sb3_xinet.cost.Pricing`): the quantity the cost-aware regularizer charges."""
+        cost_ofenet, width_s, width_sa = self.ofenet.expected_cost(pricing)
+        cost_actor = self.actor.expected_cost(width_s, pricing("actor"))
+        cost_critics = sum(q_net.expected_cost(width_sa, pricing("critic")) for q_net in self.critic.q_networks)
+        return cost_ofenet + cost_actor + cost_critics
+
     def expected_params(self) -> th.Tensor:
-        """P(theta) of OFENet, actor and critics: the quantity the cost-aware regularizer charges."""
-        p_ofenet, width_s, width_sa = self.ofenet.expected_params()
-        p_actor = self.actor.expected_params(width_s)
-        return p_ofenet + p_actor + sum(q_net.expected_params(width_sa) for q_net in self.critic.q_networks)
+        """P(theta): the expected parameter count of OFENet, actor and critics."""
+        return self.expected_cost(parameter_pricing)
 
     def optimizers(self) -> list[th.optim.Optimizer]:
         return [self.ofenet_optimizer, self.actor.optimizer, self.critic.optimizer]

@@ -37,6 +37,7 @@ from sb3_xinet.gates import score_function_loss
 from sb3_xinet.ofenet import check_box_space
 from sb3_xinet.policies import XiNetPolicy
 from sb3_xinet.summary import PruningSummary
+from sb3_xinet.time_cost import TimeCalibration, calibrate
 
 SelfXiNetSAC = TypeVar("SelfXiNetSAC", bound="XiNetSAC")
 CostGrads = dict[str, list[tuple[th.Tensor, th.Tensor]]]
@@ -62,6 +63,7 @@ COUNTS = {
 }
 # default length of the pruning phase, in env steps (see docs/design.md, "Schedule")
 PRUNING_STEPS = 80_000
+COST_MODELS = ("params", "time")
 
 
 def check_pruning_arguments(**kwargs: Any) -> dict[str, Any]:
@@ -75,6 +77,10 @@ def check_pruning_arguments(**kwargs: Any) -> dict[str, Any]:
         if isinstance(threshold, bool) or not isinstance(threshold, int | float) or not 0 <= threshold <= 1:
             raise ValueError(f"prune_threshold must be a number in [0, 1], got {threshold!r}")
         checked["prune_threshold"] = float(threshold)
+    if "cost_model" in kwargs and kwargs["cost_model"] not in COST_MODELS:
+        raise ValueError(f"cost_model must be one of {COST_MODELS}, got {kwargs['cost_model']!r}")
+    if kwargs.get("time_calibration") is not None:
+        checked["time_calibration"] = TimeCalibration.from_value(kwargs["time_calibration"]).to_dict()
     for name, minimum in COUNTS.items():
         if kwargs.get(name) is not None:
             checked[name] = check_count(name, kwargs[name], minimum)
@@ -95,8 +101,14 @@ class XiNetSAC(SAC):
     10,000 random steps, the OFENet warm-up). The extra ones:
 
     :param cost_weight: ``c``, the one regularization knob: a unit is kept when removing it would raise its
-        network's loss by more than ``c`` times its share of the parameters, relatively. 0 turns the
-        regularizer and pruning off.
+        network's loss by more than ``c`` times its share of the cost, relatively. 0 turns the regularizer and
+        pruning off.
+    :param cost_model: what a unit costs: ``"params"``, the parameters it keeps alive (the paper's), or
+        ``"time"``, its share of a training step's time on this device, with a per-layer part that every OFENet
+        layer (given a layer gate of its own) saves when it goes whole (:mod:`sb3_xinet.time_cost`)
+    :param time_calibration: the time model's coefficients (a :class:`~sb3_xinet.time_cost.TimeCalibration` or
+        its ``to_dict()``, e.g. another model's ``time_calibration``); None measures them when the model is built
+        (a few seconds). Saved with the model.
     :param prune_threshold: a unit whose theta is at or below this value is removed, in [0, 1]
     :param ofenet_pretrain_steps: aux-loss steps on the warm-up data before the first SAC update
     :param pruning_start: env step at which the regularizer and pruning start (default: ``learning_starts``
@@ -141,6 +153,8 @@ class XiNetSAC(SAC):
         seed: int | None = None,
         device: th.device | str = "auto",
         cost_weight: float = 1.0,
+        cost_model: str = "params",
+        time_calibration: TimeCalibration | dict[str, Any] | None = None,
         prune_threshold: float = 1e-3,
         ofenet_pretrain_steps: int = 10_000,
         pruning_start: int | None = None,
@@ -156,6 +170,8 @@ class XiNetSAC(SAC):
             )
         checked = check_pruning_arguments(
             cost_weight=cost_weight,
+            cost_model=cost_model,
+            time_calibration=time_calibration,
             prune_threshold=prune_threshold,
             ofenet_pretrain_steps=ofenet_pretrain_steps,
             learning_starts=learning_starts,
@@ -165,6 +181,8 @@ class XiNetSAC(SAC):
             loss_scale_window=loss_scale_window,
         )
         self.cost_weight = checked["cost_weight"]
+        self.cost_model = cost_model
+        self.time_calibration: dict[str, Any] | None = checked["time_calibration"]
         self.prune_threshold = checked["prune_threshold"]
         self.ofenet_pretrain_steps = checked["ofenet_pretrain_steps"]
         self.pruning_start = checked["pruning_start"]
@@ -179,6 +197,10 @@ class XiNetSAC(SAC):
         self.initial_units: dict[str, list[int]] = {}
         self.initial_params: dict[str, int] = {}
         self.initial_expected_params = 0.0
+        self.initial_expected_time = 0.0
+        policy_kwargs = dict(policy_kwargs or {})
+        if cost_model == "time":  # OFENet's layers get layer gates, unless the user says otherwise
+            policy_kwargs["ofenet_kwargs"] = {"layer_gates": True, **policy_kwargs.get("ofenet_kwargs", {})}
         super().__init__(
             policy,
             env,
@@ -201,7 +223,7 @@ class XiNetSAC(SAC):
             stats_window_size=stats_window_size,
             tensorboard_log=tensorboard_log,
             # pruning writes the current widths into policy_kwargs: never touch the caller's dict
-            policy_kwargs=dict(policy_kwargs or {}),
+            policy_kwargs=policy_kwargs,
             verbose=verbose,
             seed=seed,
             device=device,
@@ -233,6 +255,10 @@ class XiNetSAC(SAC):
             self.initial_units = {name: list(block.units) for name, block in self.policy.gated_blocks().items()}
             self.initial_params = {name: count_parameters([net]) for name, net in self.policy.networks().items()}
             self.initial_expected_params = float(self.policy.expected_params().item())
+            if self.cost_model == "time" and self.cost_weight > 0:
+                if self.time_calibration is None:
+                    self.time_calibration = calibrate(self).to_dict()
+                self.initial_expected_time = float(self._expected_cost().item())
         # one scale per loss that thetas pay with; a save from an older version measures its missing ones afresh
         names = ["aux", "actor", *(f"critic{i}" for i in range(len(self.policy.critic.q_networks)))]
         self.loss_scales = {name: self.loss_scales.get(name, LossScale(self.loss_scale_window)) for name in names}
@@ -314,18 +340,29 @@ class XiNetSAC(SAC):
         thetas = [gate.theta for block in blocks.values() for gate in block.gates()]
         if not thetas:
             return None
-        expected = self.policy.expected_params()
+        expected = self._expected_cost()
         grads = iter(th.autograd.grad(expected, thetas))
-        self._cost_term = self.cost_weight * expected.detach() / self.initial_expected_params
+        self._cost_term = self.cost_weight * expected.detach() / self._initial_cost()
         cost_grads = {name: [(gate.theta, next(grads)) for gate in block.gates()] for name, block in blocks.items()}
         self._cost_cache = (1, cost_grads)
         return cost_grads
+
+    def _expected_cost(self) -> th.Tensor:
+        """The cost the regularizer charges, as a polynomial in the thetas: P(theta), or T(theta) in seconds."""
+        if self.cost_model == "time":
+            assert self.time_calibration is not None
+            return TimeCalibration.from_value(self.time_calibration).expected_time(self.policy)
+        return self.policy.expected_params()
+
+    def _initial_cost(self) -> float:
+        """The cost of the unpruned network: the penalty's normaliser."""
+        return self.initial_expected_time if self.cost_model == "time" else self.initial_expected_params
 
     def _add_cost_grads(self, cost_grads: CostGrads | None, names: list[str], loss_name: str) -> None:
         """Add ``c * L_ref / P0 * dP/dtheta`` to the gradients of the named blocks' thetas."""
         if cost_grads is None:
             return
-        factor = self.cost_weight * abs(self.loss_scales[loss_name].value) / self.initial_expected_params
+        factor = self.cost_weight * abs(self.loss_scales[loss_name].value) / self._initial_cost()
         for name in names:
             for theta, grad in cost_grads[name]:
                 if theta.grad is None:

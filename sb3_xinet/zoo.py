@@ -42,6 +42,8 @@ ZOO_KEYS = {
 }
 PRUNING_KEYS = {
     "cost_weight",
+    "cost_model",
+    "time_calibration",
     "prune_threshold",
     "ofenet_pretrain_steps",
     "pruning_start",

@@ -51,8 +51,8 @@ class System:
         return [self.ofenet.head(z_sa), self.actor_head(self.actor(z_s, stochastic, batch_stats)), self.critic(z_sa)]
 
     def expected_params(self) -> th.Tensor:
-        p_ofenet, width_s, width_sa = self.ofenet.expected_params()
-        p_actor, width_actor = self.actor.expected_params(width_s)
+        p_ofenet, width_s, width_sa = self.ofenet.expected_cost()
+        p_actor, width_actor = self.actor.expected_cost(width_s)
         p_head = (width_actor + 1) * self.actor_head.out_features
         return p_ofenet + p_actor + p_head + (width_sa + 1) * self.critic.out_features
 

@@ -30,7 +30,7 @@ def train_toy(estimator: str, cost_weight: float, loss_factor: float = 1.0, step
     optimizer = th.optim.Adam([{"params": head.parameters(), "lr": 1e-2}, {"params": [layer.gate.theta], "lr": 1e-2}])
 
     def expected_params() -> th.Tensor:
-        params, width = layer.expected_params(th.tensor(8.0))
+        params, width = layer.expected_cost(th.tensor(8.0))
         return params + (width + 1) * head.out_features
 
     p0 = expected_params().item()

@@ -25,7 +25,7 @@ def test_hopper_sizes_match_the_original_ofenet():
     net = OFENet.from_spaces(env.observation_space, env.action_space)
     assert (net.state_features_dim, net.state_action_features_dim) == (251, 494)
     assert count_parameters([net]) == 118_485
-    assert net.expected_params()[0].item() == 118_485
+    assert net.expected_cost()[0].item() == 118_485
 
 
 def test_rl_passes_leave_batch_norm_and_weights_alone_and_ignore_train_mode():
@@ -118,7 +118,7 @@ def test_copies_and_pickles_carry_no_consumers():
 def test_dense_baseline_has_no_gates():
     net = OFENet(5, 2, [3, 3], [3], gated=False)
     assert net.gate_parameters() == []
-    assert net.expected_params()[0].item() == count_parameters([net])
+    assert net.expected_cost()[0].item() == count_parameters([net])
     assert net.prune(threshold=1.0) == {}
 
 
