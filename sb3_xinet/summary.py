@@ -36,6 +36,14 @@ class NetworkSummary:
     def initial_units(self) -> int:
         return sum(layer.initial_units for layer in self.layers)
 
+    def layers_alive(self) -> dict[str, tuple[int, int]]:
+        """Per block, ``(layers with units left, layers at the start)``: OFENet's layers can go whole."""
+        alive: dict[str, tuple[int, int]] = {}
+        for layer in self.layers:
+            left, initial = alive.get(layer.block, (0, 0))
+            alive[layer.block] = (left + (layer.units > 0), initial + 1)
+        return alive
+
 
 @dataclass(frozen=True)
 class PruningSummary:
@@ -100,6 +108,7 @@ class PruningSummary:
                     "params": network.params,
                     "initial_params": network.initial_params,
                     "units": {f"{layer.block}/{layer.layer}": [layer.units, layer.initial_units] for layer in network.layers},
+                    "layers": {block: list(counts) for block, counts in network.layers_alive().items()},
                 }
                 for network in self.networks
             },
@@ -115,7 +124,12 @@ class PruningSummary:
             blocks: dict[str, list[str]] = {}
             for layer in network.layers:
                 blocks.setdefault(layer.block, []).append(f"{layer.units}/{layer.initial_units}")
-            per_layer = "; ".join(f"{block.split('.')[-1]}: {' '.join(units)}" for block, units in blocks.items())
+            layers = network.layers_alive()
+            per_layer = "; ".join(
+                f"{block.split('.')[-1]}: {' '.join(units)}"
+                + (f" ({layers[block][0]}/{layers[block][1]} layers)" if block.startswith("ofenet") else "")
+                for block, units in blocks.items()
+            )
             lines.append(f"{network.name:<10} {params:>22}  {per_layer}")
         lines.append(
             f"{'total':<10} {f'{self.params:,} / {self.initial_params:,}':>22}  "

@@ -51,6 +51,8 @@ PRUNING_KEYS = {
     "prune_freq",
     "loss_scale_window",
 }
+# our hyperparameters whose values are words
+STRING_KEYS = {"cost_model"}
 # constructor arguments the zoo sets itself
 ZOO_SET = {"self", "policy", "env", "tensorboard_log", "seed", "verbose", "device", "_init_setup_model"}
 
@@ -102,6 +104,21 @@ def with_one_thread(argv: list[str]) -> list[str]:
     if parser.parse_known_args(argv)[0].num_threads is None:
         return [*argv, "--num-threads", "1"]
     return argv
+
+
+def with_quoted_words(argv: list[str]) -> list[str]:
+    """``argv`` with the bare words of our string-valued ``-params`` quoted: the zoo evaluates each value as
+    Python, so ``cost_model:time`` would name the ``time`` module; it means ``cost_model:'time'``."""
+    quoted, in_params = [], False
+    for arg in argv:
+        if arg.startswith("-") and ":" not in arg:
+            in_params = arg in ("-params", "--hyperparams")
+        elif in_params and ":" in arg:
+            key, value = arg.split(":", 1)
+            if key in STRING_KEYS and value.isidentifier():
+                arg = f"{key}:{value!r}"
+        quoted.append(arg)
+    return quoted
 
 
 def with_default_config(argv: list[str]) -> list[str]:
@@ -193,7 +210,7 @@ def make_converter(policy_kwargs: dict[str, Any]) -> Callable[[dict[str, Any]], 
 def prepare(argv: list[str]) -> list[str]:
     """Register our keys, add the packaged config, check its entry for the env; return the argv for the zoo."""
     register()
-    argv = with_one_thread(with_default_config(argv))
+    argv = with_quoted_words(with_one_thread(with_default_config(argv)))
     args = parse_zoo_args(argv)
     if args.optimize_hyperparameters and args.algo == "ofenet_sac":
         raise ValueError("--optimize samples the XiNet knobs: use it with --algo xinet_sac, not the dense baseline")

@@ -6,8 +6,10 @@ import textwrap
 
 import numpy as np
 import pytest
+import torch as th
 
 from sb3_xinet.export import deterministic_actor, export
+from tests.test_time_cost import CALIBRATION
 from tests.test_xinet_sac import PRUNING, make_model
 
 # What a deployment host runs: torch and onnxruntime only
@@ -32,10 +34,16 @@ def models():
     dense = make_model(cost_weight=0.0, policy_kwargs={**PRUNING["policy_kwargs"], "gates": "none"}).learn(150)
     folded = make_model(pruning_end=300).learn(400)
     assert folded.pruning_ended
-    return {"pruned": pruned, "dense": dense, "folded": folded}
+    # the time cost model's layer gates, each unit's and each layer's theta anywhere in (0, 1]
+    layer_gated = make_model(cost_model="time", time_calibration=CALIBRATION, pruning_start=10**6).learn(150)
+    generator = th.Generator().manual_seed(0)
+    with th.no_grad():
+        for gate in layer_gated.policy.ofenet.state.gates() + layer_gated.policy.actor.latent_pi.gates():
+            gate.theta.copy_(th.rand(gate.n_units, generator=generator) * 0.9 + 0.1)
+    return {"pruned": pruned, "dense": dense, "folded": folded, "layer_gated": layer_gated}
 
 
-@pytest.mark.parametrize("name", ["pruned", "dense", "folded"])
+@pytest.mark.parametrize("name", ["pruned", "dense", "folded", "layer_gated"])
 def test_exported_actors_match_predict_in_a_process_without_sb3_xinet(models, name, tmp_path):
     model = models[name]
     paths = export(model, tmp_path / "actor")

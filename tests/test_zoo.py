@@ -27,12 +27,15 @@ def zoo(module: str, *args: str, cwd: Path) -> subprocess.CompletedProcess:
     )
 
 
-def test_train_then_enjoy_a_pruned_model(tmp_path):
+@pytest.mark.parametrize("cost_model", ["params", "time"])
+def test_train_then_enjoy_a_pruned_model(tmp_path, cost_model):
     args = ["--algo", "xinet_sac", "--env", "Pendulum-v1", "-f", "logs"]
-    result = zoo("train", *args, "-n", "600", "--seed", "0", *TINY, cwd=tmp_path)
+    result = zoo("train", *args, "-n", "600", "--seed", "0", *TINY, f"cost_model:{cost_model}", cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     saved = tmp_path / "logs" / "xinet_sac" / "Pendulum-v1_1" / "Pendulum-v1.zip"
     model = XiNetSAC.load(saved, device="cpu")
+    assert model.cost_model == cost_model
+    assert (model.time_calibration is not None) == (cost_model == "time")
     summary = model.pruning_summary()
     assert summary.params < summary.initial_params
 
@@ -84,18 +87,23 @@ def test_optimize_two_trials_on_a_sqlite_storage(tmp_path):
 
 
 def test_a_study_shared_by_two_workers(tmp_path):
-    """Two processes, one trial each, on one storage: the way to spread a search over machines."""
+    """Two processes, one trial each, on one storage: the way to spread a search over machines (with the time
+    cost model, as ``-params cost_model:time`` asks, each trial calibrating its own)."""
     storage = f"sqlite:///{tmp_path / 'shared.db'}"
     args = ["--algo", "xinet_sac", "--env", "Pendulum-v1", "-n", "300", "--optimize", "--n-trials", "1"]
     args += ["--n-startup-trials", "2", "--n-evaluations", "1", "--eval-episodes", "1", "--no-optim-plots"]
-    args += ["--storage", storage, "--study-name", "shared", "--pruner", "none", *TINY]
+    args += ["--storage", storage, "--study-name", "shared", "--pruner", "none", *TINY, "cost_model:time"]
     command = [sys.executable, "-m", "sb3_xinet.train", "--num-threads", "1", *args]
     # create the storage first: two workers creating a fresh sqlite schema at once race (Optuna's advice)
     optuna.create_study(study_name="shared", storage=storage, direction="maximize")
-    workers = [subprocess.Popen([*command, "-f", f"logs{i}"], cwd=tmp_path, stderr=subprocess.PIPE, text=True) for i in (0, 1)]
+    workers = [
+        subprocess.Popen([*command, "-f", f"logs{i}"], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for i in (0, 1)
+    ]
     for worker in workers:
-        _, stderr = worker.communicate(timeout=600)
+        stdout, stderr = worker.communicate(timeout=600)
         assert worker.returncode == 0, stderr[-3000:]
+        assert "('cost_model', 'time')" in stdout
     study = optuna.load_study(study_name="shared", storage=storage)
     assert [trial.state for trial in study.trials] == [optuna.trial.TrialState.COMPLETE] * 2
 

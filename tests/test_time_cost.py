@@ -1,0 +1,175 @@
+"""The time cost model: layer gates, the expected step time, its calibration, and XiNetSAC with ``cost_model="time"``."""
+
+import numpy as np
+import pytest
+import torch as th
+import torch.nn.functional as F
+
+from sb3_xinet import XiNetSAC
+from sb3_xinet.nets import GatedDenseNet
+from sb3_xinet.time_cost import PASSES, TimeCalibration, calibrate, fit, measure, spearman
+from tests.test_pruning_end import mean_gate_outputs
+from tests.test_xinet_sac import PRUNING, make_model
+
+# a calibration of this machine's order of magnitude (batch 32); tests that do not time pass it in
+CALIBRATION = dict(per_mac=3e-9, per_unit=1e-7, per_layer=3e-5, fixed=1e-3, batch_size=32, device="cpu")
+
+
+def time_model(**overrides) -> XiNetSAC:
+    return make_model(**{"cost_model": "time", "time_calibration": CALIBRATION, **overrides})
+
+
+def test_a_layer_gate_switches_whole_rows_and_its_gradient_sums_the_units():
+    th.manual_seed(0)
+    layer = GatedDenseNet(5, [16], layer_gates=True).layers[0]
+    with th.no_grad():
+        layer.layer_gate.theta.fill_(0.5)
+    x = th.randn(400, 5)
+    h = layer(x, stochastic=True)
+    bn = layer.bn
+    full = layer.activation(F.batch_norm(layer.linear(x), bn.running_mean, bn.running_var, bn.weight, bn.bias, eps=bn.eps))
+    # one sample per row, not per unit: a row is all off or the layer's activations
+    on = h.abs().sum(dim=1) > 0
+    assert 0.35 < on.float().mean() < 0.65
+    assert th.equal(h[~on], th.zeros_like(h[~on]))
+    th.testing.assert_close(h[on], full[on])
+    # straight-through: d(sum h)/d(layer theta) = sum over rows and units of the activations it gates
+    h.sum().backward()
+    th.testing.assert_close(layer.layer_gate.theta.grad, full.sum().reshape(1), rtol=1e-5, atol=1e-3)
+
+
+def test_expected_time_at_binary_thetas_is_the_time_of_what_is_left():
+    """T(theta) with some units and one whole layer gated off equals T of the network after their removal, and
+    the removal changes no mean-gated output."""
+    model = time_model(pruning_start=10**6).learn(PRUNING["learning_starts"] + 10)
+    calibration = TimeCalibration.from_value(CALIBRATION)
+    with th.no_grad():
+        model.policy.ofenet.state.layers[1].layer_gate.theta.zero_()
+        model.policy.ofenet.state_action.layers[0].gate.theta[:3] = 0.0
+        model.policy.actor.latent_pi.layers[0].gate.theta[:5] = 0.0
+    model.policy.sync_target_thetas()
+    before_time = float(calibration.expected_time(model.policy))
+    before = mean_gate_outputs(model)
+    model.prune()
+    assert model.policy.ofenet.state.layer_ids == [0, 2]
+    assert model.policy.ofenet.state_action.units == [5, 8, 8]
+    assert float(calibration.expected_time(model.policy)) == pytest.approx(before_time, rel=1e-6)
+    after = mean_gate_outputs(model)
+    # the action, the aux prediction, every Q and target Q (the first layers' pre-activations lost units)
+    for want, have in zip(before[:1] + before[3:], after[:1] + after[3:], strict=True):
+        th.testing.assert_close(have, want, rtol=1e-5, atol=1e-6)
+    layers = model.pruning_summary()["ofenet"].layers_alive()
+    assert layers == {"ofenet.state": (2, 3), "ofenet.state_action": (3, 3)}
+    assert "(2/3 layers)" in str(model.pruning_summary())
+
+
+def test_the_layer_gate_is_charged_its_whole_layer():
+    """dT/d(layer theta) with every unit on is the layer's unit part plus its fixed part: more than its units
+    together are charged (which is what lets a layer go whole)."""
+    model = time_model(pruning_start=10**6)
+    calibration = TimeCalibration.from_value(CALIBRATION)
+    layer = model.policy.ofenet.state.layers[-1]
+    expected = calibration.expected_time(model.policy)
+    grad_units, grad_layer = th.autograd.grad(expected, [layer.gate.theta, layer.layer_gate.theta])
+    own_fixed = PASSES["ofenet.state"] * CALIBRATION["per_layer"]
+    assert float(grad_layer) == pytest.approx(float(grad_units.sum()) + own_fixed, rel=1e-5)
+
+
+def test_fit_recovers_non_negative_coefficients():
+    rng = np.random.default_rng(0)
+    features = np.column_stack([rng.uniform(1e5, 1e7, 20), rng.uniform(1e3, 1e5, 20), rng.uniform(10, 100, 20), np.ones(20)])
+    truth = np.array([4e-9, 0.0, 2e-5, 1e-3])
+    times = features @ truth * rng.uniform(0.98, 1.02, 20)
+    coef = fit(features, times)
+    assert (coef >= 0).all()
+    assert (np.abs(features @ coef - times) / times).max() < 0.05
+
+
+def test_the_calibrated_model_predicts_step_times_of_shapes_it_was_not_fitted_on():
+    """Fit on 6 random shapes, predict 6 others. Thresholds: on a quiet machine we measure a rank correlation of
+    1.0 and a median relative error of ~3% on Hopper-v5 (benchmarks/time_model.py); a test machine shared with other jobs adds
+    noise to every timing, so we ask for a clearly monotone model (rank correlation >= 0.7) that is right to 25%
+    in the median."""
+    model = XiNetSAC("MlpPolicy", "Pendulum-v1", cost_weight=0.0)  # the default sizes: 6 x 40 OFENet, 256-256 heads
+    features, times = measure(model, shapes=6, seed=0)
+    coef = fit(features, times)
+    held_features, held_times = measure(model, shapes=7, seed=1)
+    predicted = held_features[1:] @ coef
+    errors = np.abs(predicted - held_times[1:]) / held_times[1:]
+    assert spearman(predicted, held_times[1:]) >= 0.7
+    assert np.median(errors) <= 0.25
+
+
+def test_calibration_at_build_is_saved_and_leaves_the_random_state_alone(tmp_path):
+    th.manual_seed(5)
+    np.random.seed(5)
+    model = make_model(cost_model="time", batch_size=64)
+    after_torch, after_numpy = th.rand(3), np.random.rand(3)
+    th.manual_seed(5)
+    np.random.seed(5)
+    policy_kwargs = PRUNING["policy_kwargs"]
+    layer_gated = {**policy_kwargs, "ofenet_kwargs": {**policy_kwargs["ofenet_kwargs"], "layer_gates": True}}
+    make_model(batch_size=64, policy_kwargs=layer_gated)
+    th.testing.assert_close(th.rand(3), after_torch)
+    np.testing.assert_array_equal(np.random.rand(3), after_numpy)
+
+    calibration = TimeCalibration.from_value(model.time_calibration)
+    assert calibration.batch_size == 64 and calibration.device == "cpu"
+    assert model.initial_expected_time == pytest.approx(float(calibration.expected_time(model.policy)))
+    model.save(tmp_path / "model")
+    loaded = XiNetSAC.load(tmp_path / "model")
+    assert loaded.time_calibration == model.time_calibration
+    assert loaded.cost_model == "time" and loaded.initial_expected_time == model.initial_expected_time
+
+
+def test_pruning_for_time_removes_layers_saves_mid_pruning_and_resumes(tmp_path):
+    model = time_model(cost_weight=200.0).learn(450)
+    removed = model.pruning_summary()["ofenet"].layers_alive()
+    assert sum(left for left, _ in removed.values()) < 6, removed
+    model.save(tmp_path / "mid")
+    model.save_replay_buffer(tmp_path / "buffer")
+    loaded = XiNetSAC.load(tmp_path / "mid", env=model.get_env())
+    loaded.load_replay_buffer(tmp_path / "buffer")
+    assert loaded.policy.architecture() == model.policy.architecture()
+    before = mean_gate_outputs(model)
+    for want, have in zip(before, mean_gate_outputs(loaded), strict=True):
+        th.testing.assert_close(have, want)
+    loaded.learn(100, reset_num_timesteps=False)
+    assert loaded.num_timesteps == 550
+
+
+def test_the_fold_keeps_layer_gated_outputs():
+    model = time_model(pruning_start=10**6).learn(PRUNING["learning_starts"] + 20)
+    generator = th.Generator().manual_seed(0)
+    with th.no_grad():
+        for block in model.policy.gated_blocks().values():
+            for gate in block.gates():
+                gate.theta.copy_(th.rand(gate.n_units, generator=generator) * 0.9 + 0.1)
+    model.policy.sync_target_thetas()
+    before = mean_gate_outputs(model)
+    model.end_pruning()
+    assert not any(name.endswith("theta") for name, _ in model.policy.named_parameters())
+    for want, have in zip(before, mean_gate_outputs(model), strict=True):
+        th.testing.assert_close(have, want, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"cost_model": "flops"}, "cost_model must be one of"),
+        ({"cost_model": "time", "time_calibration": {"per_mac": 1.0}}, "needs exactly the keys"),
+        ({"cost_model": "time", "time_calibration": {**CALIBRATION, "per_unit": -1.0}}, "per_unit must be a finite"),
+        ({"cost_model": "time", "time_calibration": {**CALIBRATION, "per_mac": 0, "per_unit": 0, "per_layer": 0}}, "cannot"),
+        ({"cost_model": "time", "time_calibration": [1, 2]}, "must be a TimeCalibration or a dict"),
+    ],
+)
+def test_bad_cost_model_arguments_are_named(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        make_model(**kwargs)
+
+
+def test_calibrate_returns_a_calibration_for_the_models_batch_and_device():
+    model = make_model(cost_weight=0.0)
+    calibration = calibrate(model, shapes=4)
+    assert calibration.batch_size == PRUNING["batch_size"] and calibration.device == "cpu"
+    assert calibration.per_mac + calibration.per_unit + calibration.per_layer > 0
