@@ -20,7 +20,7 @@ whose theta is charged the layer's whole time (its units' and its fixed part) an
 
 The four coefficients are measured, not guessed (:func:`calibrate`): when the model is built, a few dense
 OFENet-SACs of random shapes run their training step on the model's device, and the coefficients are fitted to
-their median times (non-negative least squares on relative errors). They are saved with the model and can be
+their fastest times (non-negative least squares on relative errors). They are saved with the model and can be
 passed in (``time_calibration``), e.g. to reuse one calibration across seeds so that runs are reproducible. The
 penalty divides ``T`` by its value for the unpruned network, so ``c`` keeps its meaning (relative cost against
 relative loss), and a machine uniformly slower or faster than the one calibrated on prices units the same.
@@ -207,39 +207,39 @@ def dense_model(model: "XiNetSAC", architecture: dict[str, Any] | None) -> "XiNe
     return twin
 
 
-def time_step(model: "XiNetSAC", steps: int = 4, repeats: int = 3) -> float:
-    """Median seconds per gradient step of ``model.train`` (after one warm-up call), ``repeats`` calls of
-    ``steps`` gradient steps each."""
-    synchronize = th.cuda.synchronize if model.device.type == "cuda" else lambda: None
-    model.train(gradient_steps=2, batch_size=model.batch_size)
-    samples = []
-    for _ in range(repeats):
-        synchronize()
-        start = time.perf_counter()
-        model.train(gradient_steps=steps, batch_size=model.batch_size)
-        synchronize()
-        samples.append((time.perf_counter() - start) / steps)
-    return float(np.median(samples))
+def time_steps(models: list["XiNetSAC"], steps: int = 3, rounds: int = 5) -> np.ndarray:
+    """Seconds per gradient step of each model's ``train`` (after one warm-up call each): the fastest of
+    ``rounds`` calls of ``steps`` gradient steps. The rounds go over all the models in turn, so that a burst of
+    load from another process slows one call of each model rather than every call of one; and the minimum, as
+    ``timeit`` advises: other processes only ever add time, the fastest call is the best estimate of the step."""
+    synchronize = th.cuda.synchronize if models[0].device.type == "cuda" else lambda: None
+    for model in models:
+        model.train(gradient_steps=2, batch_size=model.batch_size)
+    best = np.full(len(models), np.inf)
+    for _ in range(rounds):
+        for index, model in enumerate(models):
+            synchronize()
+            start = time.perf_counter()
+            model.train(gradient_steps=steps, batch_size=model.batch_size)
+            synchronize()
+            best[index] = min(best[index], (time.perf_counter() - start) / steps)
+    return best
 
 
-def measure(model: "XiNetSAC", shapes: int, seed: int, steps: int = 4, repeats: int = 3) -> tuple[np.ndarray, np.ndarray]:
+def measure(model: "XiNetSAC", shapes: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """``(work, seconds per step)`` of dense models of ``shapes`` random shapes (the first one unpruned).
 
     Leaves the global torch and numpy random states as they were: calibrating does not change a seeded run.
     """
     rng = np.random.default_rng(seed)
-    features, times = [], []
     numpy_state = np.random.get_state()
     with th.random.fork_rng(devices=[model.device] if model.device.type == "cuda" else []):
-        twin = dense_model(model, None)
-        unpruned = twin.policy.architecture()
-        for index in range(shapes):
-            if index:
-                twin = dense_model(model, random_architecture(rng, unpruned))
-            features.append(work(twin.policy))
-            times.append(time_step(twin, steps, repeats))
+        twins = [dense_model(model, None)]
+        unpruned = twins[0].policy.architecture()
+        twins += [dense_model(model, random_architecture(rng, unpruned)) for _ in range(shapes - 1)]
+        times = time_steps(twins)
     np.random.set_state(numpy_state)
-    return np.array(features), np.array(times)
+    return np.array([work(twin.policy) for twin in twins]), times
 
 
 def calibrate(model: "XiNetSAC", shapes: int = 8, seed: int = 0) -> TimeCalibration:
