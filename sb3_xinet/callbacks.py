@@ -4,6 +4,7 @@ from typing import TYPE_CHECKING
 
 from stable_baselines3.common.callbacks import BaseCallback
 
+from sb3_xinet.common.checks import check_int
 from sb3_xinet.summary import PruningSummary
 
 if TYPE_CHECKING:
@@ -45,8 +46,8 @@ class XiNetPruningCallback(BaseCallback):
             ("prune_freq", prune_freq, 1),
             ("pruning_end", pruning_end, 0),
         ):
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < minimum):
-                raise ValueError(f"{name} must be None or an integer >= {minimum}, got {value!r}")
+            if value is not None:
+                check_int(name, value, minimum)
         self._pruning_start = pruning_start
         self._pruning_end = pruning_end
         self._prune_freq = prune_freq

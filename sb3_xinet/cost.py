@@ -26,11 +26,12 @@ before pruning starts, then follows it as a slow moving average (time constant `
 XiNetSAC, far slower than that feedback): SAC's losses grow with the returns over a run.
 """
 
-import math
 from collections.abc import Callable, Iterable
 
 import torch as th
 from torch import nn
+
+from sb3_xinet.common.checks import check_number
 
 LayerPrice = Callable[[th.Tensor, th.Tensor, th.Tensor, int], th.Tensor]
 """The expected cost of one linear layer from its expected input width, its expected number of units, the
@@ -54,11 +55,7 @@ def parameter_pricing(part: str) -> LayerPrice:
 
 def check_cost_weight(cost_weight: object) -> float:
     """Validate the user-facing cost weight ``c``: a finite, non-negative number."""
-    if isinstance(cost_weight, bool) or not isinstance(cost_weight, int | float):
-        raise ValueError(f"cost_weight must be a non-negative number, got {cost_weight!r}")
-    if not math.isfinite(cost_weight) or cost_weight < 0:
-        raise ValueError(f"cost_weight must be a finite, non-negative number, got {cost_weight!r}")
-    return float(cost_weight)
+    return check_number("cost_weight", cost_weight, minimum=0)
 
 
 def cost_penalty(cost_weight: float, expected_params: th.Tensor, initial_params: float, loss_scale: float) -> th.Tensor:

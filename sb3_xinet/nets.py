@@ -27,6 +27,7 @@ import torch as th
 import torch.nn.functional as F
 from torch import nn
 
+from sb3_xinet.common.checks import check_int
 from sb3_xinet.cost import LayerPrice, parameter_price
 from sb3_xinet.gates import BernoulliGate, GateEstimator
 from sb3_xinet.surgery import (
@@ -52,10 +53,7 @@ def check_units(units: Sequence[int], what: str, allow_empty: bool) -> list[int]
     widths = list(units)
     if not allow_empty and not widths:
         raise ValueError(f"{what} needs at least one layer, got {widths}")
-    for width in widths:
-        if isinstance(width, bool) or not isinstance(width, int) or width < 1:
-            raise ValueError(f"{what}: every layer needs a positive integer number of units, got {widths}")
-    return widths
+    return [check_int(f"{what}: the units of each layer in {widths}", width, 1) for width in widths]
 
 
 def remove_input_columns(consumer: nn.Module, columns: Sequence[int], optimizers: Optimizers = ()) -> None:

@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from gymnasium import spaces
 from torch import nn
 
+from sb3_xinet.common.checks import check_int
 from sb3_xinet.cost import Pricing, parameter_pricing
 from sb3_xinet.gates import GateEstimator
 from sb3_xinet.nets import GatedDenseNet, Optimizers, check_units, remove_input_columns, scale_input_columns
@@ -71,12 +72,9 @@ class OFENet(nn.Module):
         layer_gates: bool = False,
     ) -> None:
         super().__init__()
-        for name, dim in (("obs_dim", obs_dim), ("action_dim", action_dim)):
-            if isinstance(dim, bool) or not isinstance(dim, int) or dim < 1:
-                raise ValueError(f"OFENet: {name} must be a positive integer, got {dim!r}")
-        target_dim = obs_dim if target_dim is None else target_dim
-        if isinstance(target_dim, bool) or not isinstance(target_dim, int) or not 1 <= target_dim <= obs_dim:
-            raise ValueError(f"OFENet: target_dim must be an integer in [1, {obs_dim}], got {target_dim!r}")
+        obs_dim = check_int("OFENet: obs_dim", obs_dim, 1)
+        action_dim = check_int("OFENet: action_dim", action_dim, 1)
+        target_dim = check_int("OFENet: target_dim", obs_dim if target_dim is None else target_dim, 1, obs_dim)
         check_units(state_units, "OFENet state_units", allow_empty=state_layer_ids is not None)
         check_units(state_action_units, "OFENet state_action_units", allow_empty=state_action_layer_ids is not None)
         self.obs_dim = obs_dim

@@ -12,7 +12,6 @@
   ``architecture`` keyword on load, so SB3 rebuilds the pruned shapes before loading the weights.
 """
 
-import math
 import warnings
 from typing import Any, Literal
 
@@ -25,6 +24,7 @@ from stable_baselines3.common.torch_layers import BaseFeaturesExtractor, Flatten
 from stable_baselines3.common.type_aliases import PyTorchObs, Schedule
 from torch import nn
 
+from sb3_xinet.common.checks import check_int, check_number
 from sb3_xinet.cost import LayerPrice, Pricing, parameter_price, parameter_pricing
 from sb3_xinet.gates import ESTIMATORS, GateEstimator
 from sb3_xinet.nets import GatedMLP, Optimizers, remove_input_columns, scale_input_columns
@@ -297,19 +297,15 @@ class XiNetPolicy(BasePolicy):
                 "aux loss: features_extractor_class, features_extractor_kwargs and share_features_extractor do not "
                 "apply; size OFENet with ofenet_kwargs"
             )
-        if log_std_init is not None and (
-            isinstance(log_std_init, bool) or not isinstance(log_std_init, int | float) or not math.isfinite(log_std_init)
-        ):
-            raise ValueError(f"log_std_init must be a finite number or None, got {log_std_init!r}")
+        if log_std_init is not None:
+            check_number("log_std_init", log_std_init)
         if gates not in GATES:
             raise ValueError(f"gates must be one of {GATES}, got {gates!r}")
         if gate_estimator not in ESTIMATORS:
             raise ValueError(f"gate_estimator must be one of {ESTIMATORS}, got {gate_estimator!r}")
-        if isinstance(n_critics, bool) or not isinstance(n_critics, int) or n_critics < 1:
-            raise ValueError(f"n_critics must be a positive integer, got {n_critics!r}")
-        for name, value in (("ofenet_learning_rate", ofenet_learning_rate), ("theta_learning_rate", theta_learning_rate)):
-            if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
-                raise ValueError(f"{name} must be a positive number, got {value!r}")
+        check_int("n_critics", n_critics, 1)
+        check_number("ofenet_learning_rate", ofenet_learning_rate, positive=True)
+        check_number("theta_learning_rate", theta_learning_rate, positive=True)
         if optimizer_class in (th.optim.Adam, th.optim.AdamW) and not {"fused", "foreach"} & set(optimizer_kwargs or {}):
             # one kernel for all parameters: 3x faster than the per-parameter loop torch uses on CPU
             optimizer_kwargs = {**(optimizer_kwargs or {}), "fused": True}

@@ -36,6 +36,7 @@ import numpy as np
 import torch as th
 from stable_baselines3.common.logger import Logger
 
+from sb3_xinet.common.checks import check_number
 from sb3_xinet.cost import LayerPrice, Pricing
 
 if TYPE_CHECKING:
@@ -78,9 +79,7 @@ class TimeCalibration:
 
     def __post_init__(self) -> None:
         for name in COEFFICIENTS:
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int | float) or not np.isfinite(value) or value < 0:
-                raise ValueError(f"time_calibration: {name} must be a finite, non-negative number, got {value!r}")
+            check_number(f"time_calibration: {name}", getattr(self, name), minimum=0)
         if self.per_mac + self.per_unit + self.per_layer <= 0:
             raise ValueError("time_calibration: per_mac, per_unit and per_layer cannot all be 0 (nothing to prune for)")
 

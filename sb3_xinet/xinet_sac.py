@@ -32,6 +32,7 @@ from stable_baselines3.common.utils import check_for_correct_spaces, polyak_upda
 from stable_baselines3.common.vec_env import VecEnv, VecNormalize
 
 from sb3_xinet.callbacks import XiNetPruningCallback
+from sb3_xinet.common.checks import check_int, check_number
 from sb3_xinet.cost import LossScale, check_cost_weight, count_parameters
 from sb3_xinet.gates import score_function_loss
 from sb3_xinet.ofenet import check_box_space
@@ -45,12 +46,6 @@ OFENET_BLOCKS = ["ofenet.state", "ofenet.state_action"]
 COST_REFRESH = 10  # gradient steps between two computations of dP/dtheta
 GAP_ROWS = 32  # batch rows on which the actor's loss scale (the action gap) is measured at every step
 FLUSH_STEPS = 100  # on a GPU, gradient steps between two reads of the logged losses (see _flush_train_logs)
-
-
-def check_count(name: str, value: object, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return int(value)
 
 
 COUNTS = {
@@ -73,17 +68,14 @@ def check_pruning_arguments(**kwargs: Any) -> dict[str, Any]:
     if "cost_weight" in kwargs:
         checked["cost_weight"] = check_cost_weight(kwargs["cost_weight"])
     if "prune_threshold" in kwargs:
-        threshold = kwargs["prune_threshold"]
-        if isinstance(threshold, bool) or not isinstance(threshold, int | float) or not 0 <= threshold <= 1:
-            raise ValueError(f"prune_threshold must be a number in [0, 1], got {threshold!r}")
-        checked["prune_threshold"] = float(threshold)
+        checked["prune_threshold"] = check_number("prune_threshold", kwargs["prune_threshold"], 0, 1)
     if "cost_model" in kwargs and kwargs["cost_model"] not in COST_MODELS:
         raise ValueError(f"cost_model must be one of {COST_MODELS}, got {kwargs['cost_model']!r}")
     if kwargs.get("time_calibration") is not None:
         checked["time_calibration"] = TimeCalibration.from_value(kwargs["time_calibration"]).to_dict()
     for name, minimum in COUNTS.items():
         if kwargs.get(name) is not None:
-            checked[name] = check_count(name, kwargs[name], minimum)
+            checked[name] = check_int(name, kwargs[name], minimum)
     start, end = checked.get("pruning_start"), checked.get("pruning_end")
     if start is not None and end is not None and end <= start:
         raise ValueError(f"pruning_end ({end}) must come after pruning_start ({start})")

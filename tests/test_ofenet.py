@@ -154,10 +154,10 @@ def test_unsupported_spaces_are_rejected(observation_space, action_space, match)
     [
         (dict(obs_dim=0, action_dim=2), "obs_dim"),
         (dict(obs_dim=3, action_dim=0), "action_dim"),
-        (dict(obs_dim=3, action_dim=2, state_units=[0]), "positive integer"),
+        (dict(obs_dim=3, action_dim=2, state_units=[0]), "units of each layer"),
         (dict(obs_dim=3, action_dim=2, state_units=[]), "at least one layer"),
-        (dict(obs_dim=3, action_dim=2, state_action_units=[4, -1]), "positive integer"),
-        (dict(obs_dim=3, action_dim=2, state_units=[2.5]), "positive integer"),
+        (dict(obs_dim=3, action_dim=2, state_action_units=[4, -1]), "units of each layer"),
+        (dict(obs_dim=3, action_dim=2, state_units=[2.5]), "units of each layer"),
         (dict(obs_dim=3, action_dim=2, target_dim=4), "target_dim"),
     ],
 )
@@ -167,7 +167,7 @@ def test_bad_sizes_are_rejected(kwargs, match):
 
 
 def test_bad_sizes_of_the_blocks_are_rejected():
-    with pytest.raises(ValueError, match="positive integer"):
+    with pytest.raises(ValueError, match="units of each layer"):
         GatedMLP(4, [8, 0])
     with pytest.raises(ValueError, match="at least one layer"):
         GatedDenseNet(4, [])

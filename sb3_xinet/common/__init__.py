@@ -1,0 +1,1 @@
+"""What every XiNet algorithm shares: argument checks and the algorithm machinery (:mod:`.algorithm`)."""
