@@ -54,7 +54,7 @@ def match_xinet(sweep: Path, env: str) -> tuple[tuple[int, int, int], dict[str, 
         raise ValueError(f"no finished XiNetSAC run of {env} in {sweep / 'runs.csv'}")
     counts = [network_params(env, dict(architecture=architecture_from_units(final_units(sweep, run)))) for run in runs]
     target = {name: statistics.mean(count[name] for count in counts) for name in counts[0]}
-    critics = [name for name in target if name.startswith("critic")]
+    critics = [name for name in target if name not in ("ofenet", "actor")]  # the networks critic0, critic1 ...
     critic_target = statistics.mean(target[name] for name in critics)
     ofenet = closest_width(lambda w: network_params(env, small_kwargs(w, 1, 1))["ofenet"], target["ofenet"], 40)
     actor = closest_width(lambda w: network_params(env, small_kwargs(ofenet, w, 1))["actor"], target["actor"], 256)

@@ -31,6 +31,7 @@ from tables import write_results
 from torch import nn
 
 from sb3_xinet import XiNetSAC
+from sb3_xinet.blocks import BlockEntry
 from sb3_xinet.export import export, latency_us, save_actor
 
 
@@ -63,7 +64,7 @@ def architecture_from_units(units: dict[str, list[int]]) -> dict[str, Any]:
         widths = units[f"ofenet.{branch}"]
         ofenet[f"{branch}_units"] = [width for width in widths if width > 0]
         ofenet[f"{branch}_layer_ids"] = [i for i, width in enumerate(widths) if width > 0]
-    critics = sorted(name for name in units if name.startswith("critic"))
+    critics = sorted(name for name in units if BlockEntry.role_of(name) == "critic")
     return dict(ofenet=ofenet, actor=units["actor"], critics=[units[name] for name in critics])
 
 

@@ -24,10 +24,11 @@ from stable_baselines3.common.torch_layers import BaseFeaturesExtractor, Flatten
 from stable_baselines3.common.type_aliases import PyTorchObs, Schedule
 from torch import nn
 
+from sb3_xinet.blocks import OFENET_ROLES, BlockEntry
 from sb3_xinet.common.checks import check_int, check_number
 from sb3_xinet.cost import LayerPrice, Pricing, parameter_price, parameter_pricing
 from sb3_xinet.gates import ESTIMATORS, GateEstimator
-from sb3_xinet.nets import GatedMLP, Optimizers, remove_input_columns, scale_input_columns
+from sb3_xinet.nets import GatedBlock, GatedMLP, Optimizers, remove_input_columns, scale_input_columns
 from sb3_xinet.ofenet import OFENet
 
 # Same clipping of the log standard deviation as SB3's SAC actor
@@ -166,14 +167,21 @@ class XiNetActor(BasePolicy):
 
 
 class QNetwork(nn.Module):
-    """One Q-function on OFENet's state-action features: gated hidden layers and a linear output."""
+    """One Q-function on OFENet's state-action features: gated hidden layers and a linear output of ``n_outputs``
+    values (1 for SAC's Q-value, the quantiles for TQC)."""
 
     def __init__(
-        self, in_features: int, units: list[int], activation_fn: type[nn.Module], gated: bool, estimator: GateEstimator
+        self,
+        in_features: int,
+        units: list[int],
+        activation_fn: type[nn.Module],
+        gated: bool,
+        estimator: GateEstimator,
+        n_outputs: int = 1,
     ):
         super().__init__()
         self.latent = GatedMLP(in_features, units, activation_fn, batch_norm=False, gated=gated, estimator=estimator)
-        self.out = nn.Linear(self.latent.out_features, 1)
+        self.out = nn.Linear(self.latent.out_features, n_outputs)
 
     @property
     def first_layer(self) -> nn.Module:
@@ -204,6 +212,7 @@ class XiNetCritic(BaseModel):
 
     :param ofenet: the policy's OFENet (held by reference, not a submodule)
     :param net_arch: units of each hidden layer, one list per critic (they are pruned independently)
+    :param n_outputs: values per critic: 1 (a Q-value), or the number of quantiles of a distributional critic
     """
 
     def __init__(
@@ -216,11 +225,13 @@ class XiNetCritic(BaseModel):
         gated: bool = True,
         estimator: GateEstimator = "straight_through",
         normalize_images: bool = True,
+        n_outputs: int = 1,
     ) -> None:
         super().__init__(observation_space, action_space, normalize_images=normalize_images)
         self._ofenet = (ofenet,)
+        self.n_outputs = n_outputs
         self.q_networks = nn.ModuleList(
-            QNetwork(ofenet.state_action_features_dim, units, activation_fn, gated, estimator) for units in net_arch
+            QNetwork(ofenet.state_action_features_dim, units, activation_fn, gated, estimator, n_outputs) for units in net_arch
         )
         for q_net in self.q_networks:
             ofenet.register_consumer("state_action", q_net.first_layer)
@@ -339,23 +350,10 @@ class XiNetPolicy(BasePolicy):
             gated=self.gates != "none",
             estimator=self.gate_estimator,
         )
-        head_kwargs: dict[str, Any] = dict(
-            activation_fn=self.activation_fn,
-            gated=self.gates == "all",
-            estimator=self.gate_estimator,
-            normalize_images=self.normalize_images,
-        )
-        self.actor = XiNetActor(
-            self.observation_space,
-            self.action_space,
-            self.ofenet,
-            architecture.get("actor", actor_arch),
-            log_std_init=self.log_std_init,
-            **head_kwargs,
-        )
+        self.actor = self.make_actor(architecture.get("actor", actor_arch))
         critic_units = architecture.get("critics", [critic_arch] * self.n_critics)
-        self.critic = XiNetCritic(self.observation_space, self.action_space, self.ofenet, critic_units, **head_kwargs)
-        self.critic_target = XiNetCritic(self.observation_space, self.action_space, self.ofenet, critic_units, **head_kwargs)
+        self.critic = self.make_critic(critic_units)
+        self.critic_target = self.make_critic(critic_units)
         self.critic_target.load_state_dict(self.critic.state_dict())
         self.critic_target.set_training_mode(False)
 
@@ -370,6 +368,30 @@ class XiNetPolicy(BasePolicy):
         self.ofenet_optimizer = make_optimizer(
             self.optimizer_class, ofenet_params, self.ofenet_learning_rate, self.theta_learning_rate, self.optimizer_kwargs
         )
+
+    def _head_kwargs(self) -> dict[str, Any]:
+        return dict(
+            activation_fn=self.activation_fn,
+            gated=self.gates == "all",
+            estimator=self.gate_estimator,
+            normalize_images=self.normalize_images,
+        )
+
+    def make_actor(self, net_arch: list[int]) -> XiNetActor:
+        """The actor on this policy's OFENet, with hidden layers of ``net_arch`` units."""
+        return XiNetActor(
+            self.observation_space,
+            self.action_space,
+            self.ofenet,
+            net_arch,
+            log_std_init=self.log_std_init,
+            **self._head_kwargs(),
+        )
+
+    def make_critic(self, net_arch: list[list[int]]) -> XiNetCritic:
+        """The critics on this policy's OFENet, one list of hidden units per critic; one Q-value each (a
+        distributional policy overrides this to give its critics more outputs)."""
+        return XiNetCritic(self.observation_space, self.action_space, self.ofenet, net_arch, **self._head_kwargs())
 
     def _get_constructor_parameters(self) -> dict[str, Any]:
         data = super()._get_constructor_parameters()
@@ -404,12 +426,26 @@ class XiNetPolicy(BasePolicy):
         nets.update({f"critic{i}": q_net for i, q_net in enumerate(self.critic.q_networks)})
         return nets
 
-    def gated_blocks(self) -> dict[str, GatedMLP]:
+    def registry(self) -> list[BlockEntry]:
+        """Every gated block with its role, the network that removes its units and that network's target copy
+        (see :mod:`sb3_xinet.blocks`): OFENet's two branches, the actor's hidden layers, each critic's."""
+        entries = [
+            BlockEntry(role, block, owner=self.ofenet)
+            for role, block in zip(OFENET_ROLES, self.ofenet.blocks().values(), strict=True)
+        ]
+        entries.append(BlockEntry("actor", self.actor.latent_pi, owner=self.actor))
+        for i, (q_net, q_target) in enumerate(zip(self.critic.q_networks, self.critic_target.q_networks, strict=True)):
+            entries.append(BlockEntry("critic", q_net.latent, index=i, owner=q_net, target=q_target))
+        return entries
+
+    def gated_blocks(self) -> dict[str, GatedBlock]:
         """Every gated block, by name (``ofenet.state``, ``ofenet.state_action``, ``actor``, ``critic<i>``)."""
-        blocks: dict[str, Any] = {f"ofenet.{branch}": block for branch, block in self.ofenet.blocks().items()}
-        blocks["actor"] = self.actor.latent_pi
-        blocks.update({f"critic{i}": q_net.latent for i, q_net in enumerate(self.critic.q_networks)})
-        return blocks
+        return {entry.name: entry.block for entry in self.registry()}
+
+    def heads(self) -> list[BlockEntry]:
+        """The registry's entries of the actor's and the critics' hidden layers (the blocks whose layers must
+        keep a unit)."""
+        return [entry for entry in self.registry() if not entry.whole_layers]
 
     def expected_cost(self, pricing: Pricing = parameter_pricing) -> th.Tensor:
         """Expected cost of OFENet, actor and critics, each part priced by ``pricing`` (see
@@ -437,16 +473,8 @@ class XiNetPolicy(BasePolicy):
     def project_heads_(self) -> None:
         """Project the thetas of the actor's and the critics' hidden layers onto their feasible sets (OFENet's
         are projected by the aux step that moves them)."""
-        for block, _, _ in self.heads().values():
-            block.project_()
-
-    def heads(self) -> dict[str, tuple[GatedMLP, nn.Module, nn.Module | None]]:
-        """The gated hidden layers of the actor and of each critic, by block name: ``(block, network, target)``
-        with the network that removes their units and its target copy (None for the actor)."""
-        heads: dict[str, tuple[GatedMLP, nn.Module, nn.Module | None]] = {"actor": (self.actor.latent_pi, self.actor, None)}
-        for i, (q_net, q_target) in enumerate(zip(self.critic.q_networks, self.critic_target.q_networks, strict=True)):
-            heads[f"critic{i}"] = (q_net.latent, q_net, q_target)
-        return heads
+        for entry in self.heads():
+            entry.block.project_()
 
     def prune(self, threshold: float) -> dict[str, dict[int, list[int]]]:
         """Remove every unit whose theta is at or below ``threshold``, from each network, its target copy and
@@ -458,22 +486,23 @@ class XiNetPolicy(BasePolicy):
         """
         optimizers = self.optimizers()
         removed = {f"ofenet.{branch}": found for branch, found in self.ofenet.prune(threshold, optimizers).items()}
-        for name, (block, network, target) in self.heads().items():
-            found = block.units_at_or_below(threshold)
+        heads = self.heads()
+        for entry in heads:
+            found = entry.block.units_at_or_below(threshold)
             for layer_id, units in found.items():
-                network.remove_units(layer_id, units, optimizers)
-                if target is not None:
-                    target.remove_units(layer_id, units)
+                entry.owner.remove_units(layer_id, units, optimizers)
+                if entry.target is not None:
+                    entry.target.remove_units(layer_id, units)
             if found:
-                removed[name] = found
+                removed[entry.name] = found
         self.project_heads_()
-        for name, (block, _, _) in self.heads().items():
-            for layer_id in block.layers_at_floor():
-                if (name, layer_id) not in self._warned_floors:
-                    self._warned_floors.add((name, layer_id))
+        for entry in heads:
+            for layer_id in entry.block.layers_at_floor():
+                if (entry.name, layer_id) not in self._warned_floors:
+                    self._warned_floors.add((entry.name, layer_id))
                     warnings.warn(
-                        f"XiNetSAC: the cost weight would remove every unit of {name} layer {layer_id}, which would "
-                        f"make the {name.rstrip('0123456789')}'s output constant; the layer keeps one unit. "
+                        f"XiNet: the cost weight would remove every unit of {entry.name} layer {layer_id}, which would "
+                        f"make the {entry.role}'s output constant; the layer keeps one unit. "
                         "A smaller cost_weight keeps more.",
                         stacklevel=2,
                     )

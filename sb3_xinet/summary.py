@@ -3,6 +3,7 @@
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from sb3_xinet.blocks import OFENET_ROLES, BlockEntry
 from sb3_xinet.cost import count_parameters
 
 if TYPE_CHECKING:
@@ -58,16 +59,16 @@ class PruningSummary:
 
     @classmethod
     def from_model(cls, model: "XiNetSAC") -> "PruningSummary":
-        blocks = model.policy.gated_blocks()
+        registry = model.policy.registry()
         networks = []
         for name, net in model.policy.networks().items():
             layers = []
-            for block_name, block in blocks.items():
-                if block_name.split(".")[0] != name:
+            for entry in registry:
+                if entry.network != name:
                     continue
-                alive = dict(zip(block.layer_ids, block.units, strict=True))
-                for layer_id, initial in enumerate(model.initial_units[block_name]):
-                    layers.append(LayerSummary(block_name, layer_id, alive.get(layer_id, 0), initial))
+                alive = dict(zip(entry.block.layer_ids, entry.block.units, strict=True))
+                for layer_id, initial in enumerate(model.initial_units[entry.name]):
+                    layers.append(LayerSummary(entry.name, layer_id, alive.get(layer_id, 0), initial))
             networks.append(NetworkSummary(name, count_parameters([net]), model.initial_params[name], tuple(layers)))
         return cls(model.num_timesteps, tuple(networks))
 
@@ -127,7 +128,7 @@ class PruningSummary:
             layers = network.layers_alive()
             per_layer = "; ".join(
                 f"{block.split('.')[-1]}: {' '.join(units)}"
-                + (f" ({layers[block][0]}/{layers[block][1]} layers)" if block.startswith("ofenet") else "")
+                + (f" ({layers[block][0]}/{layers[block][1]} layers)" if BlockEntry.role_of(block) in OFENET_ROLES else "")
                 for block, units in blocks.items()
             )
             lines.append(f"{network.name:<10} {params:>22}  {per_layer}")

@@ -137,8 +137,8 @@ def policies_with_binary_thetas(draw):
     )
     th.manual_seed(draw(st.integers(0, 2**16)))
     with th.no_grad():
-        for block, _, target in policy.heads().values():
-            for module in [*block.modules(), *(target.modules() if target is not None else [])]:
+        for entry in policy.heads():
+            for module in [*entry.block.modules(), *(entry.target.modules() if entry.target is not None else [])]:
                 if isinstance(module, th.nn.Linear):  # every ReLU unit active: only the gates could make a constant
                     module.bias.fill_(1.0)
         for block in policy.gated_blocks().values():
@@ -158,7 +158,7 @@ def test_pruning_never_empties_a_head_and_p_counts_what_is_left(policy):
     """Hidden layers of the actor and the critics switched off entirely: pruning keeps one unit of each, with
     theta 1, so P(theta) is the parameter count of the networks left, no head computes a constant, and the
     user is warned, by network name."""
-    emptied = {name for name, (block, _, _) in policy.heads().items() if any(float(g.theta.sum()) == 0 for g in block.gates())}
+    emptied = {entry.name for entry in policy.heads() if any(float(g.theta.sum()) == 0 for g in entry.block.gates())}
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         policy.prune(1e-3)
@@ -166,8 +166,8 @@ def test_pruning_never_empties_a_head_and_p_counts_what_is_left(policy):
     assert all(f"every unit of {name} layer" in warned for name in emptied)
 
     assert policy.expected_params().item() == pytest.approx(count_parameters(policy.networks().values()))
-    for block, _, _ in policy.heads().values():
-        assert all(float(gate.theta.sum()) >= 1.0 for gate in block.gates())
+    for entry in policy.heads():
+        assert all(float(gate.theta.sum()) >= 1.0 for gate in entry.block.gates())
     obs = th.as_tensor(np.random.default_rng(0).uniform(-1, 1, (256, policy.ofenet.obs_dim)), dtype=th.float32)
     actions = th.as_tensor(np.random.default_rng(1).uniform(-1, 1, (256, policy.ofenet.action_dim)), dtype=th.float32)
     policy.set_training_mode(False)

@@ -221,8 +221,8 @@ def test_a_cost_weight_that_would_empty_a_head_warns_and_leaves_it_working():
         model = make_model(cost_weight=20.0).learn(STEPS)
     assert all("smaller cost_weight" in str(warning.message) for warning in caught if "every unit" in str(warning.message))
     heads_vary(model)
-    for name, (block, _, _) in model.policy.heads().items():
-        assert all(float(gate.theta.sum()) >= 1.0 - 1e-5 for gate in block.gates()), name
+    for entry in model.policy.heads():
+        assert all(float(gate.theta.sum()) >= 1.0 - 1e-5 for gate in entry.block.gates()), entry.name
     summary = model.pruning_summary()
     assert summary.params == count_parameters(model.policy.networks().values())
     for network in summary.networks:
