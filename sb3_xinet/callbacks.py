@@ -8,14 +8,14 @@ from sb3_xinet.common.checks import check_int
 from sb3_xinet.summary import PruningSummary
 
 if TYPE_CHECKING:
-    from sb3_xinet.xinet_sac import XiNetSAC
+    from sb3_xinet.common.algorithm import XiNetAlgorithm
 
 
 class XiNetPruningCallback(BaseCallback):
     """Switches the cost-aware regularizer on at ``pruning_start`` and removes, every ``prune_freq`` env steps,
     the units whose theta reached the threshold (from each network, its target copy and its optimizer state).
 
-    :meth:`XiNetSAC.learn` attaches one with the model's settings; pass a configured instance as ``callback``
+    The algorithm's ``learn`` attaches one with the model's settings; pass a configured instance as ``callback``
     to override them. Logged through SB3's logger (every ``log_interval`` episodes, like SAC's keys):
     ``xinet/params`` and ``xinet/params_initial`` (OFENet + actor + critics), ``xinet/params_fraction``,
     ``xinet/params/<network>`` and ``xinet/params_initial/<network>``, ``xinet/units/<block>/<layer>``,
@@ -31,7 +31,7 @@ class XiNetPruningCallback(BaseCallback):
     per layer id, the units' positions within their layer at that moment), e.g. to follow units over time.
     """
 
-    model: "XiNetSAC"
+    model: "XiNetAlgorithm"
 
     def __init__(
         self,
@@ -65,7 +65,9 @@ class XiNetPruningCallback(BaseCallback):
 
     def _init_callback(self) -> None:
         if not hasattr(self.model, "pruning_summary"):
-            raise TypeError(f"XiNetPruningCallback works with XiNetSAC, not {type(self.model).__name__}")
+            raise TypeError(
+                f"XiNetPruningCallback works with the XiNet algorithms (XiNetSAC, XiNetTQC), not {type(self.model).__name__}"
+            )
 
     def _on_training_start(self) -> None:
         self._last_prune = self.model.num_timesteps
@@ -82,7 +84,8 @@ class XiNetPruningCallback(BaseCallback):
             model.end_pruning()
             self._summary = None
             if self.verbose >= 1:
-                print(f"XiNetSAC: step {self.num_timesteps}, pruning ended; the gates are folded into the weights")
+                name = type(self.model).__name__
+                print(f"{name}: step {self.num_timesteps}, pruning ended; the gates are folded into the weights")
         model.cost_active = not model.pruning_ended and model.cost_weight > 0 and model.num_timesteps >= self.pruning_start
 
     def _on_step(self) -> bool:
@@ -110,7 +113,7 @@ class XiNetPruningCallback(BaseCallback):
             count = sum(len(units) for layers in removed.values() for units in layers.values())
             summary = self.model.pruning_summary()
             print(
-                f"XiNetSAC: step {self.num_timesteps}, removed {count} units; "
+                f"{type(self.model).__name__}: step {self.num_timesteps}, removed {count} units; "
                 f"{summary.params:,} of {summary.initial_params:,} parameters left ({summary.params_fraction:.1%})"
             )
 

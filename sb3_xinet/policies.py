@@ -13,7 +13,7 @@
 """
 
 import warnings
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import torch as th
 from gymnasium import spaces
@@ -274,6 +274,8 @@ class XiNetPolicy(BasePolicy):
     actor: XiNetActor
     critic: XiNetCritic
     critic_target: XiNetCritic
+    # the critics output quantiles (TQC) rather than one Q-value each; tells the algorithms' saves apart
+    quantile_critics: ClassVar[bool] = False
 
     def __init__(
         self,

@@ -7,7 +7,7 @@ from sb3_xinet.blocks import OFENET_ROLES, BlockEntry
 from sb3_xinet.cost import count_parameters
 
 if TYPE_CHECKING:
-    from sb3_xinet.xinet_sac import XiNetSAC
+    from sb3_xinet.common.algorithm import XiNetAlgorithm
 
 
 @dataclass(frozen=True)
@@ -58,7 +58,7 @@ class PruningSummary:
     networks: tuple[NetworkSummary, ...]
 
     @classmethod
-    def from_model(cls, model: "XiNetSAC") -> "PruningSummary":
+    def from_model(cls, model: "XiNetAlgorithm") -> "PruningSummary":
         registry = model.policy.registry()
         networks = []
         for name, net in model.policy.networks().items():

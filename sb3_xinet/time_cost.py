@@ -1,6 +1,6 @@
 """The time cost model: the expected time of one training step, written in the thetas.
 
-The paper's regularizer charges parameters. What a user pays for is time, and on the machines XiNetSAC runs on
+The paper's regularizer charges parameters. What a user pays for is time, and on the machines XiNet algorithms run on
 (CPUs, small GPUs) time is not parameters: a layer costs kernel launches, a BatchNorm, an activation and a
 concatenation whatever its width, and the DenseNet layers of OFENet are each run in several passes of every
 step. ``cost_model="time"`` charges each linear layer of the policy
@@ -40,8 +40,8 @@ from sb3_xinet.common.checks import check_number
 from sb3_xinet.cost import LayerPrice, Pricing
 
 if TYPE_CHECKING:
+    from sb3_xinet.common.algorithm import XiNetAlgorithm
     from sb3_xinet.policies import XiNetPolicy
-    from sb3_xinet.xinet_sac import XiNetSAC
 
 PASSES: dict[str, int] = {
     # aux loss forward + backward (3), phi_s of observations and next observations (2)
@@ -176,9 +176,9 @@ def random_architecture(rng: np.random.Generator, architecture: dict[str, Any]) 
     }
 
 
-def dense_model(model: "XiNetSAC", architecture: dict[str, Any] | None) -> "XiNetSAC":
+def dense_model(model: "XiNetAlgorithm", architecture: dict[str, Any] | None) -> "XiNetAlgorithm":
     """A dense (ungated) copy of ``model``'s configuration at the given shapes, its replay buffer full of random
-    transitions, ready for :meth:`~sb3_xinet.xinet_sac.XiNetSAC.train`. ``None``: the unpruned shapes."""
+    transitions, ready for the algorithm's ``train``. ``None``: the unpruned shapes."""
     policy_kwargs = {key: value for key, value in model.policy_kwargs.items() if key != "architecture"}
     policy_kwargs.update(gates="none", architecture=architecture)
     buffer_size = 4 * model.batch_size
@@ -206,7 +206,7 @@ def dense_model(model: "XiNetSAC", architecture: dict[str, Any] | None) -> "XiNe
     return twin
 
 
-def time_steps(models: list["XiNetSAC"], steps: int = 3, rounds: int = 5) -> np.ndarray:
+def time_steps(models: list["XiNetAlgorithm"], steps: int = 2, rounds: int = 10) -> np.ndarray:
     """Seconds per gradient step of each model's ``train`` (after one warm-up call each): the fastest of
     ``rounds`` calls of ``steps`` gradient steps. The rounds go over all the models in turn, so that a burst of
     load from another process slows one call of each model rather than every call of one; and the minimum, as
@@ -225,7 +225,7 @@ def time_steps(models: list["XiNetSAC"], steps: int = 3, rounds: int = 5) -> np.
     return best
 
 
-def measure(model: "XiNetSAC", shapes: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def measure(model: "XiNetAlgorithm", shapes: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """``(work, seconds per step)`` of dense models of ``shapes`` random shapes (the first one unpruned).
 
     Leaves the global torch and numpy random states as they were: calibrating does not change a seeded run.
@@ -241,7 +241,7 @@ def measure(model: "XiNetSAC", shapes: int, seed: int) -> tuple[np.ndarray, np.n
     return np.array([work(twin.policy) for twin in twins]), times
 
 
-def calibrate(model: "XiNetSAC", shapes: int = 8, seed: int = 0) -> TimeCalibration:
+def calibrate(model: "XiNetAlgorithm", shapes: int = 8, seed: int = 0) -> TimeCalibration:
     """Measure the step time of ``shapes`` dense models shaped like ``model`` (its unpruned shapes and random
     shrinks of them) on its device, and fit the coefficients (a few seconds on a CPU)."""
     features, times = measure(model, shapes, seed)

@@ -20,8 +20,9 @@ import rl_zoo3.exp_manager
 import rl_zoo3.hyperparams_opt
 import yaml
 
+from sb3_xinet.common.algorithm import check_pruning_arguments
 from sb3_xinet.policies import XiNetPolicy
-from sb3_xinet.xinet_sac import XiNetSAC, check_pruning_arguments
+from sb3_xinet.xinet_sac import XiNetSAC
 
 ALGOS: dict[str, type] = {"xinet_sac": XiNetSAC, "ofenet_sac": XiNetSAC}
 

@@ -12,7 +12,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from sb3_xinet import XiNetPruningCallback, XiNetSAC
 from sb3_xinet.callbacks import XiNetPruningCallback as CallbackClass
-from sb3_xinet.xinet_sac import with_pruning_callback
+from sb3_xinet.common.algorithm import with_pruning_callback
 from tests.test_xinet_sac import PRUNING, STEPS, make_model, observations
 
 

@@ -171,7 +171,7 @@ def test_the_zoo_parallel_train_callback_is_refused_with_a_reason(tmp_path):
     args = ["--algo", "xinet_sac", "--env", "Pendulum-v1", "-n", "200", "-f", "logs"]
     result = zoo("train", *args, "-params", "callback:'rl_zoo3.callbacks.ParallelTrainCallback'", cwd=tmp_path)
     assert result.returncode != 0
-    assert "does not support rl_zoo3's ParallelTrainCallback" in result.stderr
+    assert "do not support rl_zoo3's ParallelTrainCallback" in result.stderr
 
 
 def test_an_unknown_env_is_named(tmp_path):
