@@ -1,4 +1,4 @@
-"""sb3-xinet: SAC + OFENet whose units are Bernoulli-gated and physically removed while it learns."""
+"""sb3-xinet: SAC and TQC on an OFENet whose units are Bernoulli-gated and physically removed while they learn."""
 
 import os
 
@@ -7,9 +7,11 @@ from sb3_xinet.cost import LossScale, cost_penalty, count_parameters
 from sb3_xinet.gates import BernoulliGate, score_function_loss
 from sb3_xinet.nets import GatedDenseNet, GatedLayer, GatedMLP
 from sb3_xinet.ofenet import OFENet
-from sb3_xinet.policies import MlpPolicy, XiNetPolicy
+from sb3_xinet.policies import MlpPolicy, XiNetPolicy, XiNetTQCPolicy
 from sb3_xinet.summary import PruningSummary
+from sb3_xinet.time_cost import TimeCalibration
 from sb3_xinet.xinet_sac import XiNetSAC
+from sb3_xinet.xinet_tqc import XiNetTQC
 
 with open(os.path.join(os.path.dirname(__file__), "version.txt")) as file_handler:
     __version__ = file_handler.read().strip()
@@ -23,9 +25,12 @@ __all__ = [
     "MlpPolicy",
     "OFENet",
     "PruningSummary",
+    "TimeCalibration",
     "XiNetPolicy",
     "XiNetPruningCallback",
     "XiNetSAC",
+    "XiNetTQC",
+    "XiNetTQCPolicy",
     "cost_penalty",
     "count_parameters",
     "score_function_loss",

@@ -560,3 +560,29 @@ class XiNetPolicy(BasePolicy):
 
 
 MlpPolicy = XiNetPolicy
+
+
+class XiNetTQCPolicy(XiNetPolicy):
+    """Policy of XiNetTQC: :class:`XiNetPolicy` whose critics each output ``n_quantiles`` quantiles of the return
+    distribution (sb3-contrib's ``TQCPolicy`` on OFENet's features). Alias ``"MlpPolicy"`` of XiNetTQC.
+
+    :param n_quantiles: quantiles per critic
+    :param n_critics: number of critics (sb3-contrib's default: 2)
+    """
+
+    quantile_critics: ClassVar[bool] = True
+
+    def __init__(self, *args: Any, n_quantiles: int = 25, n_critics: int = 2, **kwargs: Any) -> None:
+        self.n_quantiles = check_int("n_quantiles", n_quantiles, 1)
+        super().__init__(*args, n_critics=n_critics, **kwargs)
+
+    def make_critic(self, net_arch: list[list[int]]) -> XiNetCritic:
+        """The quantile critics: one list of hidden units per critic, ``n_quantiles`` outputs each."""
+        return XiNetCritic(
+            self.observation_space, self.action_space, self.ofenet, net_arch, n_outputs=self.n_quantiles, **self._head_kwargs()
+        )
+
+    def _get_constructor_parameters(self) -> dict[str, Any]:
+        data = super()._get_constructor_parameters()
+        data.update(n_quantiles=self.n_quantiles)
+        return data

@@ -1,9 +1,9 @@
 """RL Zoo integration: the algorithm keys, the packaged hyperparameter files, their validation, the Optuna sampler.
 
-Two keys: ``xinet_sac`` (XiNetSAC) and ``ofenet_sac`` (the dense OFENet-SAC baseline: the same class, whose
-packaged YAML sets ``gates="none"`` and ``cost_weight: 0``). The zoo looks for ``rl_zoo3/hyperparams/<algo>.yml``,
-which does not exist for them, so the entry points pass ``--conf-file`` with the packaged file unless the user
-gave one. The zoo hands every YAML key verbatim to the constructor, so an unknown key would surface as a bare
+Four keys: ``xinet_sac`` (XiNetSAC), ``xinet_tqc`` (XiNetTQC), and their dense baselines ``ofenet_sac`` and
+``ofenet_tqc`` (the same classes, whose packaged YAML sets ``gates="none"`` and ``cost_weight: 0``). The zoo
+looks for ``rl_zoo3/hyperparams/<algo>.yml``, which does not exist for them, so the entry points pass
+``--conf-file`` with the packaged file unless the user gave one. The zoo hands every YAML key verbatim to the constructor, so an unknown key would surface as a bare
 ``TypeError`` deep in the zoo: :func:`check_entry` names the key, the env and the file first.
 """
 
@@ -20,11 +20,19 @@ import rl_zoo3.exp_manager
 import rl_zoo3.hyperparams_opt
 import yaml
 
-from sb3_xinet.common.algorithm import check_pruning_arguments
+from sb3_xinet.common.algorithm import XiNetAlgorithm, check_pruning_arguments
 from sb3_xinet.policies import XiNetPolicy
 from sb3_xinet.xinet_sac import XiNetSAC
+from sb3_xinet.xinet_tqc import XiNetTQC
 
-ALGOS: dict[str, type] = {"xinet_sac": XiNetSAC, "ofenet_sac": XiNetSAC}
+ALGOS: dict[str, type[XiNetAlgorithm]] = {
+    "xinet_sac": XiNetSAC,
+    "ofenet_sac": XiNetSAC,
+    "xinet_tqc": XiNetTQC,
+    "ofenet_tqc": XiNetTQC,
+}
+# the keys whose hyperparameters the Optuna sampler searches (the dense baselines have no XiNet knobs)
+PRUNING_ALGOS = ("xinet_sac", "xinet_tqc")
 
 # keys the zoo consumes itself instead of passing them to the algorithm (rl_zoo3 2.9 exp_manager)
 ZOO_KEYS = {
@@ -63,8 +71,8 @@ def default_config(algo: str) -> Path:
     return Path(str(files("sb3_xinet") / "hyperparams" / f"{algo}.yml"))
 
 
-class XiNetSACForEvaluation(XiNetSAC):
-    """XiNetSAC whose ``load`` allocates a 1-transition replay buffer, registered for enjoy and record_video.
+class OneTransitionBuffer:
+    """Mixed into an algorithm for enjoy and record_video: its ``load`` allocates a 1-transition replay buffer.
 
     The zoo passes ``buffer_size=1`` at load time only to the off-policy algorithms it knows (a list local to
     ``rl_zoo3.enjoy``); without it, loading would allocate the saved buffer size (1M transitions).
@@ -73,14 +81,26 @@ class XiNetSACForEvaluation(XiNetSAC):
     @classmethod
     def load(cls, path, env=None, device="auto", custom_objects=None, print_system_info=False, force_reset=True, **kwargs):
         kwargs.setdefault("buffer_size", 1)
-        return super().load(path, env, device, custom_objects, print_system_info, force_reset, **kwargs)
+        return super().load(path, env, device, custom_objects, print_system_info, force_reset, **kwargs)  # type: ignore[misc]
+
+
+class XiNetSACForEvaluation(OneTransitionBuffer, XiNetSAC):
+    """XiNetSAC for the zoo's evaluation commands (:class:`OneTransitionBuffer`)."""
+
+
+class XiNetTQCForEvaluation(OneTransitionBuffer, XiNetTQC):
+    """XiNetTQC for the zoo's evaluation commands (:class:`OneTransitionBuffer`)."""
+
+
+FOR_EVALUATION: dict[type, type] = {XiNetSAC: XiNetSACForEvaluation, XiNetTQC: XiNetTQCForEvaluation}
 
 
 def register(evaluation: bool = False) -> None:
     """Add our keys to the zoo's algorithm table (the dict object train, enjoy and record_video share)."""
-    rl_zoo3.ALGOS.update({algo: XiNetSACForEvaluation if evaluation else cls for algo, cls in ALGOS.items()})
-    rl_zoo3.hyperparams_opt.HYPERPARAMS_SAMPLER.setdefault("xinet_sac", make_sampler({}))
-    rl_zoo3.hyperparams_opt.HYPERPARAMS_CONVERTER.setdefault("xinet_sac", make_converter({}))
+    rl_zoo3.ALGOS.update({algo: FOR_EVALUATION[cls] if evaluation else cls for algo, cls in ALGOS.items()})
+    for algo in PRUNING_ALGOS:
+        rl_zoo3.hyperparams_opt.HYPERPARAMS_SAMPLER.setdefault(algo, make_sampler({}))
+        rl_zoo3.hyperparams_opt.HYPERPARAMS_CONVERTER.setdefault(algo, make_converter({}))
 
 
 def parse_zoo_args(argv: list[str]) -> argparse.Namespace:
@@ -143,14 +163,16 @@ def load_entry(config: str | Path, env_id: str) -> dict[str, Any] | None:
     return entry
 
 
-def check_entry(entry: dict[str, Any], env_id: str, config: str | Path) -> None:
-    """Raise a ValueError that names any key or ``policy_kwargs`` key XiNetSAC would not accept, or a bad value
-    of XiNetSAC's own arguments (SAC's are checked by SAC when the zoo builds the model)."""
-    accepted = set(inspect.signature(XiNetSAC.__init__).parameters) - ZOO_SET
+def check_entry(entry: dict[str, Any], env_id: str, config: str | Path, algo: str = "xinet_sac") -> None:
+    """Raise a ValueError that names any key or ``policy_kwargs`` key the algorithm of ``algo`` would not accept,
+    or a bad value of its XiNet arguments (SAC's or TQC's are checked by them when the zoo builds the model)."""
+    cls = ALGOS[algo]
+    policy_class = cls.policy_aliases["MlpPolicy"]
+    accepted = set(inspect.signature(cls.__init__).parameters) - ZOO_SET
     where = f"entry {env_id!r} of {config}"
     for key in entry:
         if key not in accepted | ZOO_KEYS:
-            raise ValueError(f"Unknown hyperparameter {key!r} in {where}; XiNetSAC accepts {sorted(accepted)}")
+            raise ValueError(f"Unknown hyperparameter {key!r} in {where}; {cls.__name__} accepts {sorted(accepted)}")
     try:
         check_pruning_arguments(**{key: value for key, value in entry.items() if key in PRUNING_KEYS})
     except ValueError as error:
@@ -160,10 +182,17 @@ def check_entry(entry: dict[str, Any], env_id: str, config: str | Path) -> None:
         policy_kwargs = eval(policy_kwargs, vars(rl_zoo3.exp_manager))  # what the zoo itself does with it
     if not isinstance(policy_kwargs, dict):
         raise ValueError(f"policy_kwargs in {where} must be a mapping, got {policy_kwargs!r}")
-    policy_accepted = set(inspect.signature(XiNetPolicy.__init__).parameters) - {"self", "observation_space", "action_space"}
+    policy_accepted = {
+        name
+        for klass in policy_class.__mro__
+        if issubclass(klass, XiNetPolicy)
+        for name in inspect.signature(klass.__init__).parameters
+    } - {"self", "observation_space", "action_space", "args", "kwargs"}
     for key in policy_kwargs:
         if key not in policy_accepted:
-            raise ValueError(f"Unknown policy_kwargs key {key!r} in {where}; XiNetPolicy accepts {sorted(policy_accepted)}")
+            raise ValueError(
+                f"Unknown policy_kwargs key {key!r} in {where}; {policy_class.__name__} accepts {sorted(policy_accepted)}"
+            )
 
 
 def make_sampler(policy_kwargs: dict[str, Any]) -> Callable[[optuna.Trial, int, int, dict], dict[str, Any]]:
@@ -174,7 +203,7 @@ def make_sampler(policy_kwargs: dict[str, Any]) -> Callable[[optuna.Trial, int, 
     prune threshold, the thetas' learning rate and OFENet's width (units per layer, same number of layers).
     """
 
-    def sample_xinet_sac_params(trial: optuna.Trial, n_actions: int, n_envs: int, additional_args: dict) -> dict[str, Any]:
+    def sample_xinet_params(trial: optuna.Trial, n_actions: int, n_envs: int, additional_args: dict) -> dict[str, Any]:
         sampled = {
             "cost_weight": trial.suggest_float("cost_weight", 0.1, 10.0, log=True),
             "prune_threshold": trial.suggest_categorical("prune_threshold", [1e-3, 1e-2, 5e-2]),
@@ -183,17 +212,17 @@ def make_sampler(policy_kwargs: dict[str, Any]) -> Callable[[optuna.Trial, int, 
         }
         return make_converter(policy_kwargs)(sampled)
 
-    return sample_xinet_sac_params
+    return sample_xinet_params
 
 
 def make_converter(policy_kwargs: dict[str, Any]) -> Callable[[dict[str, Any]], dict[str, Any]]:
-    """The zoo's converter from a trial's parameters (as Optuna stores them) to XiNetSAC's hyperparameters.
+    """The zoo's converter from a trial's parameters (as Optuna stores them) to the XiNet hyperparameters.
 
     The sampler goes through it, and so does ``--trial-id`` / replaying a study's best trial, which reads the
     stored parameters back: ``theta_learning_rate`` and ``ofenet_units`` go into the YAML's ``policy_kwargs``.
     """
 
-    def convert_xinet_sac_params(params: dict[str, Any]) -> dict[str, Any]:
+    def convert_xinet_params(params: dict[str, Any]) -> dict[str, Any]:
         hyperparams = dict(params)
         ofenet_kwargs = dict(policy_kwargs.get("ofenet_kwargs", {}))
         kwargs = {**policy_kwargs, "ofenet_kwargs": ofenet_kwargs}
@@ -205,7 +234,7 @@ def make_converter(policy_kwargs: dict[str, Any]) -> Callable[[dict[str, Any]], 
             kwargs["theta_learning_rate"] = hyperparams.pop("theta_learning_rate")
         return {**hyperparams, "policy_kwargs": kwargs}
 
-    return convert_xinet_sac_params
+    return convert_xinet_params
 
 
 def prepare(argv: list[str]) -> list[str]:
@@ -213,12 +242,14 @@ def prepare(argv: list[str]) -> list[str]:
     register()
     argv = with_quoted_words(with_one_thread(with_default_config(argv)))
     args = parse_zoo_args(argv)
-    if args.optimize_hyperparameters and args.algo == "ofenet_sac":
-        raise ValueError("--optimize samples the XiNet knobs: use it with --algo xinet_sac, not the dense baseline")
+    if args.optimize_hyperparameters and args.algo in set(ALGOS) - set(PRUNING_ALGOS):
+        raise ValueError(
+            f"--optimize samples the XiNet knobs: use it with --algo {' or '.join(PRUNING_ALGOS)}, not the dense baseline"
+        )
     if args.algo in ALGOS and args.conf_file is not None:
         entry = load_entry(args.conf_file, args.env)
         if entry is not None:
-            check_entry(entry, args.env, args.conf_file)
+            check_entry(entry, args.env, args.conf_file, args.algo)
             policy_kwargs = entry.get("policy_kwargs", {})
             if isinstance(policy_kwargs, dict):
                 rl_zoo3.hyperparams_opt.HYPERPARAMS_SAMPLER[args.algo] = make_sampler(policy_kwargs)

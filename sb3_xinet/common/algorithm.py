@@ -351,8 +351,7 @@ class XiNetAlgorithm:
         """SAC's entropy-coefficient update (when it is learned); returns the coefficient for this step's losses."""
         if self.ent_coef_optimizer is not None and self.log_ent_coef is not None:
             ent_coef = th.exp(self.log_ent_coef.detach())
-            assert isinstance(self.target_entropy, float)
-            ent_coef_loss = -(self.log_ent_coef * (log_prob + self.target_entropy).detach()).mean()
+            ent_coef_loss = -(self.log_ent_coef * (log_prob + float(self.target_entropy)).detach()).mean()
             self._pending_logs["ent_coef_loss"].append(ent_coef_loss.detach())
             self.ent_coef_optimizer.zero_grad()
             ent_coef_loss.backward()
