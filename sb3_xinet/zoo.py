@@ -3,8 +3,9 @@
 Four keys: ``xinet_sac`` (XiNetSAC), ``xinet_tqc`` (XiNetTQC), and their dense baselines ``ofenet_sac`` and
 ``ofenet_tqc`` (the same classes, whose packaged YAML sets ``gates="none"`` and ``cost_weight: 0``). The zoo
 looks for ``rl_zoo3/hyperparams/<algo>.yml``, which does not exist for them, so the entry points pass
-``--conf-file`` with the packaged file unless the user gave one. The zoo hands every YAML key verbatim to the constructor, so an unknown key would surface as a bare
-``TypeError`` deep in the zoo: :func:`check_entry` names the key, the env and the file first.
+``--conf-file`` with the packaged file unless the user gave one. The zoo hands every YAML key verbatim to the
+constructor, so an unknown key would surface as a bare ``TypeError`` deep in the zoo: :func:`check_entry` names
+the key, the env and the file first.
 """
 
 import argparse
