@@ -1,4 +1,5 @@
-"""Export the deterministic actor of a saved XiNetSAC model (OFENet state branch + actor) as TorchScript and ONNX.
+"""Export the deterministic actor of a saved XiNetSAC or XiNetTQC model (OFENet state branch + actor) as
+TorchScript and ONNX.
 
 The exported network maps a batch of float32 observations to the actions ``model.predict(obs,
 deterministic=True)`` returns (squashed by tanh and rescaled to the action space's bounds). It is built from
@@ -20,10 +21,13 @@ from pathlib import Path
 
 import numpy as np
 import torch as th
+from stable_baselines3.common.save_util import load_from_zip_file
 from torch import nn
 
+from sb3_xinet.common.algorithm import XiNetAlgorithm
 from sb3_xinet.nets import GatedLayer
 from sb3_xinet.xinet_sac import XiNetSAC
+from sb3_xinet.xinet_tqc import XiNetTQC
 
 
 class ExportedLayer(nn.Module):
@@ -84,7 +88,15 @@ def export_layer(layer: GatedLayer) -> ExportedLayer:
     return ExportedLayer(linear, type(layer.activation)(), scale)
 
 
-def deterministic_actor(model: XiNetSAC) -> DeterministicActor:
+def load_model(path: str | Path, device: str = "cpu") -> XiNetAlgorithm:
+    """Load a XiNetSAC or XiNetTQC save, whichever it is (told apart by its policy class)."""
+    data, _, _ = load_from_zip_file(path, device="cpu", load_data=True)
+    policy_class = (data or {}).get("policy_class")
+    cls = XiNetTQC if getattr(policy_class, "quantile_critics", False) else XiNetSAC
+    return cls.load(path, device=device)
+
+
+def deterministic_actor(model: XiNetAlgorithm) -> DeterministicActor:
     """The plain-torch deterministic actor of a model, on the CPU, in eval mode."""
     policy = model.policy
     mu = nn.Linear(policy.actor.mu.in_features, policy.actor.mu.out_features)
@@ -100,10 +112,10 @@ def deterministic_actor(model: XiNetSAC) -> DeterministicActor:
     return actor.cpu().eval()
 
 
-def export(model: XiNetSAC | str | Path, out: str | Path, onnx: bool = True) -> dict[str, Path]:
+def export(model: XiNetAlgorithm | str | Path, out: str | Path, onnx: bool = True) -> dict[str, Path]:
     """Write ``<out>.pt`` (TorchScript) and, if ``onnx``, ``<out>.onnx``; return the paths written."""
-    if not isinstance(model, XiNetSAC):
-        model = XiNetSAC.load(model, device="cpu")
+    if not isinstance(model, XiNetAlgorithm):
+        model = load_model(model)
     return save_actor(deterministic_actor(model), model.observation_space.shape[0], out, onnx)
 
 
@@ -146,11 +158,11 @@ def latency_us(run, rounds: int = 7, number: int = 200) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("model", help="a XiNetSAC save (.zip)")
+    parser.add_argument("model", help="a XiNetSAC or XiNetTQC save (.zip)")
     parser.add_argument("--out", required=True, help="output path without suffix")
     parser.add_argument("--no-onnx", action="store_true", help="TorchScript only")
     args = parser.parse_args()
-    model = XiNetSAC.load(args.model, device="cpu")
+    model = load_model(args.model)
     paths = export(model, args.out, onnx=not args.no_onnx)
     params = sum(p.numel() for p in deterministic_actor(model).parameters())
     obs = th.zeros(1, model.observation_space.shape[0])
