@@ -1,13 +1,56 @@
-"""A small OFENet + downstream-consumer system shared by the removal, cost and surgery tests."""
+"""What the tests share: tiny XiNet models that prune within a few hundred steps (:func:`make_model`), and a small
+OFENet + downstream-consumer system for the removal, cost and surgery tests (:class:`System`)."""
 
 import copy
 from dataclasses import dataclass
 
+import numpy as np
 import torch as th
 from torch import nn
 
+from sb3_xinet import XiNetSAC
+from sb3_xinet.common.algorithm import XiNetAlgorithm
 from sb3_xinet.nets import GatedMLP, remove_input_columns
 from sb3_xinet.ofenet import OFENet
+
+# Small networks and fast thetas so that a few hundred steps prune a clear share of the units
+PRUNING = dict(
+    learning_starts=100,
+    ofenet_pretrain_steps=50,
+    batch_size=32,
+    pruning_start=150,
+    prune_freq=25,
+    cost_weight=20.0,
+    loss_scale_window=100,
+    policy_kwargs=dict(
+        net_arch=[32, 32],
+        ofenet_kwargs=dict(state_units=[8, 8, 8], state_action_units=[8, 8, 8]),
+        theta_learning_rate=0.05,
+    ),
+    seed=0,
+    device="cpu",
+)
+STEPS = 600
+
+
+def make_model(env="Pendulum-v1", model_class: type[XiNetAlgorithm] = XiNetSAC, **overrides) -> XiNetAlgorithm:
+    return model_class("MlpPolicy", env, **{**PRUNING, **overrides})
+
+
+def observations(n: int = 16) -> np.ndarray:
+    return np.random.default_rng(1).uniform(-1, 1, size=(n, 3)).astype(np.float32)
+
+
+def units(model: XiNetAlgorithm) -> dict[tuple[str, int], int]:
+    summary = model.pruning_summary()
+    return {(layer.block, layer.layer): layer.units for network in summary.networks for layer in network.layers}
+
+
+def assert_targets_match(model: XiNetAlgorithm) -> None:
+    critic, target = model.policy.critic.state_dict(), model.policy.critic_target.state_dict()
+    assert critic.keys() == target.keys()
+    for name, value in critic.items():
+        assert value.shape == target[name].shape, name
 
 
 @dataclass

@@ -37,6 +37,7 @@ def rows(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(handle))
 
 
+@pytest.mark.slow
 def test_a_sliced_sweep_resumes_from_its_checkpoint_and_skips_finished_runs(tmp_path):
     out = tmp_path / "sweep"
     assert "paused at step 100" in compare(out, "--algos", "xinet", "--seeds", "0", "--max-hours", "1e-9")
@@ -94,6 +95,7 @@ def test_the_table_rebuilds_final_widths_and_checks_their_count(tmp_path, benchm
     assert obs_dim == 3 and paths["torchscript"].exists() and paths["onnx"].exists()
 
 
+@pytest.mark.slow
 def test_a_run_already_running_in_another_process_is_skipped(tmp_path):
     out = tmp_path / "sweep"
     (out / "checkpoints").mkdir(parents=True)

@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 import torch as th
 
+from sb3_xinet import XiNetTQC
 from sb3_xinet.export import deterministic_actor, export
+from tests.helpers import PRUNING, make_model
 from tests.test_time_cost import CALIBRATION
-from tests.test_xinet_sac import PRUNING, make_model
 
 # What a deployment host runs: torch and onnxruntime only
 CHECK = """
@@ -40,10 +41,12 @@ def models():
     with th.no_grad():
         for gate in layer_gated.policy.ofenet.state.gates() + layer_gated.policy.actor.latent_pi.gates():
             gate.theta.copy_(th.rand(gate.n_units, generator=generator) * 0.9 + 0.1)
-    return {"pruned": pruned, "dense": dense, "folded": folded, "layer_gated": layer_gated}
+    tqc = make_model(model_class=XiNetTQC, pruning_end=300).learn(400)
+    return {"pruned": pruned, "dense": dense, "folded": folded, "layer_gated": layer_gated, "tqc": tqc}
 
 
-@pytest.mark.parametrize("name", ["pruned", "dense", "folded", "layer_gated"])
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["pruned", "dense", "folded", "layer_gated", "tqc"])
 def test_exported_actors_match_predict_in_a_process_without_sb3_xinet(models, name, tmp_path):
     model = models[name]
     paths = export(model, tmp_path / "actor")
@@ -66,8 +69,10 @@ def test_export_folds_batch_norm_and_keeps_the_pruned_shapes(models):
     assert not any("bn" in name or "running" in name for name, _ in actor.named_parameters())
 
 
-def test_export_command(models, tmp_path):
-    model = models["pruned"]
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["pruned", "tqc"])
+def test_export_command(models, tmp_path, name):
+    model = models[name]
     model.save(tmp_path / "model.zip")
     result = subprocess.run(
         [sys.executable, "-m", "sb3_xinet.export", str(tmp_path / "model.zip"), "--out", str(tmp_path / "out" / "actor")],

@@ -8,14 +8,14 @@ import pytest
 import torch as th
 from stable_baselines3.common.logger import configure
 
-from sb3_xinet import XiNetSAC
+from sb3_xinet.common.algorithm import XiNetAlgorithm
 from sb3_xinet.cost import count_parameters
-from tests.test_xinet_sac import PRUNING, assert_targets_match, make_model, observations, units
+from tests.helpers import PRUNING, assert_targets_match, make_model, observations, units
 
 END = 300  # env steps: after PRUNING's pruning_start (150), before STEPS (600)
 
 
-def mean_gate_outputs(model: XiNetSAC) -> list[th.Tensor]:
+def mean_gate_outputs(model: XiNetAlgorithm) -> list[th.Tensor]:
     """On a fixed batch: the deterministic action, OFENet's features as its readers see them (the first layers
     of the actor and of a critic, the aux head), every critic's and target critic's Q. (The features themselves
     change: a unit's output is no longer scaled by its theta, the weights that read it are.)"""
@@ -35,10 +35,10 @@ def mean_gate_outputs(model: XiNetSAC) -> list[th.Tensor]:
         ]
 
 
-def test_folding_the_gates_changes_no_mean_gated_output():
+def test_folding_the_gates_changes_no_mean_gated_output(model_class):
     """Thetas anywhere in (threshold, 1] in every network: after the fold the networks have no gate left and
     compute what they computed with mean gates."""
-    model = make_model(pruning_start=10**6).learn(PRUNING["learning_starts"] + 20)
+    model = make_model(model_class=model_class, pruning_start=10**6).learn(PRUNING["learning_starts"] + 20)
     generator = th.Generator().manual_seed(0)
     with th.no_grad():
         for block in model.policy.gated_blocks().values():
@@ -57,8 +57,8 @@ def test_folding_the_gates_changes_no_mean_gated_output():
         assert len(optimizer.param_groups) == 1
 
 
-def test_training_ends_pruning_on_schedule_and_logs_it(tmp_path):
-    model = make_model(pruning_end=END)
+def test_training_ends_pruning_on_schedule_and_logs_it(tmp_path, model_class):
+    model = make_model(model_class=model_class, pruning_end=END)
     model.set_logger(configure(str(tmp_path), ["csv"]))
     model.learn(END + 200, log_interval=1)
     assert model.pruning_ended and not model.cost_active
@@ -73,13 +73,13 @@ def test_training_ends_pruning_on_schedule_and_logs_it(tmp_path):
     assert_targets_match(model)
 
 
-def test_saves_before_and_after_the_end_reload_and_resume(tmp_path):
-    model = make_model(pruning_end=END)
+def test_saves_before_and_after_the_end_reload_and_resume(tmp_path, model_class):
+    model = make_model(model_class=model_class, pruning_end=END)
     model.learn(END - 50)
     model.save(tmp_path / "before")
     model.save_replay_buffer(tmp_path / "buffer")
 
-    resumed = XiNetSAC.load(tmp_path / "before", env=gym.make("Pendulum-v1"), device="cpu")
+    resumed = model_class.load(tmp_path / "before", env=gym.make("Pendulum-v1"), device="cpu")
     resumed.load_replay_buffer(tmp_path / "buffer")
     assert not resumed.pruning_ended and resumed.pruning_end == END
     resumed.learn(150, reset_num_timesteps=False)  # crosses the end
@@ -89,7 +89,7 @@ def test_saves_before_and_after_the_end_reload_and_resume(tmp_path):
     expected, _ = resumed.predict(obs, deterministic=True)
     resumed.save(tmp_path / "after")
 
-    folded = XiNetSAC.load(tmp_path / "after", env=gym.make("Pendulum-v1"), device="cpu")
+    folded = model_class.load(tmp_path / "after", env=gym.make("Pendulum-v1"), device="cpu")
     assert folded.pruning_ended and folded.policy.gates == "none"
     assert not folded.policy.actor.latent_pi.gates()
     assert units(folded) == shapes
@@ -113,6 +113,6 @@ def test_a_save_from_before_pruning_had_an_end_loads_with_the_default_end_and_fu
         for group in optimizer.param_groups:
             group["fused"] = None
     model.save(tmp_path / "old", exclude=["pruning_end", "pruning_ended"])
-    loaded = XiNetSAC.load(tmp_path / "old", device="cpu")
+    loaded = type(model).load(tmp_path / "old", device="cpu")
     assert loaded.pruning_end == 200 + 80_000 and not loaded.pruning_ended
     assert all(group["fused"] for optimizer in loaded.policy.optimizers() for group in optimizer.param_groups)

@@ -8,8 +8,8 @@ import torch.nn.functional as F
 from sb3_xinet import XiNetSAC
 from sb3_xinet.nets import GatedDenseNet
 from sb3_xinet.time_cost import PASSES, TimeCalibration, calibrate, fit, measure, spearman
+from tests.helpers import PRUNING, make_model
 from tests.test_pruning_end import mean_gate_outputs
-from tests.test_xinet_sac import PRUNING, make_model
 
 # a calibration of this machine's order of magnitude (batch 32); tests that do not time pass it in
 CALIBRATION = dict(per_mac=3e-9, per_unit=1e-7, per_layer=3e-5, fixed=1e-3, batch_size=32, device="cpu")
@@ -122,13 +122,13 @@ def test_calibration_at_build_is_saved_and_leaves_the_random_state_alone(tmp_pat
     assert loaded.cost_model == "time" and loaded.initial_expected_time == model.initial_expected_time
 
 
-def test_pruning_for_time_removes_layers_saves_mid_pruning_and_resumes(tmp_path):
-    model = time_model(cost_weight=200.0).learn(450)
+def test_pruning_for_time_removes_layers_saves_mid_pruning_and_resumes(tmp_path, model_class):
+    model = time_model(model_class=model_class, cost_weight=200.0).learn(450)
     removed = model.pruning_summary()["ofenet"].layers_alive()
     assert sum(left for left, _ in removed.values()) < 6, removed
     model.save(tmp_path / "mid")
     model.save_replay_buffer(tmp_path / "buffer")
-    loaded = XiNetSAC.load(tmp_path / "mid", env=model.get_env())
+    loaded = model_class.load(tmp_path / "mid", env=model.get_env())
     loaded.load_replay_buffer(tmp_path / "buffer")
     assert loaded.policy.architecture() == model.policy.architecture()
     before = mean_gate_outputs(model)

@@ -27,13 +27,14 @@ def zoo(module: str, *args: str, cwd: Path) -> subprocess.CompletedProcess:
     )
 
 
-@pytest.mark.parametrize("cost_model", ["params", "time"])
-def test_train_then_enjoy_a_pruned_model(tmp_path, cost_model):
-    args = ["--algo", "xinet_sac", "--env", "Pendulum-v1", "-f", "logs"]
+@pytest.mark.slow
+@pytest.mark.parametrize(("algo", "cost_model"), [("xinet_sac", "params"), ("xinet_sac", "time"), ("xinet_tqc", "params")])
+def test_train_then_enjoy_a_pruned_model(tmp_path, algo, cost_model):
+    args = ["--algo", algo, "--env", "Pendulum-v1", "-f", "logs"]
     result = zoo("train", *args, "-n", "600", "--seed", "0", *TINY, f"cost_model:{cost_model}", cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
-    saved = tmp_path / "logs" / "xinet_sac" / "Pendulum-v1_1" / "Pendulum-v1.zip"
-    model = XiNetSAC.load(saved, device="cpu")
+    saved = tmp_path / "logs" / algo / "Pendulum-v1_1" / "Pendulum-v1.zip"
+    model = ALGOS[algo].load(saved, device="cpu")
     assert model.cost_model == cost_model
     assert (model.time_calibration is not None) == (cost_model == "time")
     summary = model.pruning_summary()
@@ -44,6 +45,7 @@ def test_train_then_enjoy_a_pruned_model(tmp_path, cost_model):
     assert "Mean reward" in enjoy.stdout
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(ctypes.util.find_library("EGL") is None, reason="MuJoCo renders headless through EGL")
 def test_record_video_of_a_saved_model(tmp_path):
     folder = tmp_path / "logs" / "xinet_sac" / "Hopper-v5_1"
@@ -62,6 +64,7 @@ def test_record_video_of_a_saved_model(tmp_path):
     assert list((folder / "videos").glob("*.mp4"))
 
 
+@pytest.mark.slow
 def test_optimize_two_trials_on_a_sqlite_storage(tmp_path):
     storage = f"sqlite:///{tmp_path / 'study.db'}"
     args = ["--algo", "xinet_sac", "--env", "Pendulum-v1", "-n", "300", "-f", "logs", "--optimize", "--n-trials", "2"]
@@ -86,6 +89,7 @@ def test_optimize_two_trials_on_a_sqlite_storage(tmp_path):
     assert model.initial_units["ofenet.state"] == [params["ofenet_units"]] * 6
 
 
+@pytest.mark.slow
 def test_a_study_shared_by_two_workers(tmp_path):
     """Two processes, one trial each, on one storage: the way to spread a search over machines (with the time
     cost model, as ``-params cost_model:time`` asks, each trial calibrating its own)."""
@@ -167,6 +171,7 @@ def test_an_env_missing_from_the_yaml(tmp_path):
         prepare(["--algo", "xinet_sac", "--env", "Pendulum-v1", "-conf", str(config)])
 
 
+@pytest.mark.slow
 def test_the_zoo_parallel_train_callback_is_refused_with_a_reason(tmp_path):
     args = ["--algo", "xinet_sac", "--env", "Pendulum-v1", "-n", "200", "-f", "logs"]
     result = zoo("train", *args, "-params", "callback:'rl_zoo3.callbacks.ParallelTrainCallback'", cwd=tmp_path)
@@ -174,6 +179,7 @@ def test_the_zoo_parallel_train_callback_is_refused_with_a_reason(tmp_path):
     assert "do not support rl_zoo3's ParallelTrainCallback" in result.stderr
 
 
+@pytest.mark.slow
 def test_an_unknown_env_is_named(tmp_path):
     result = zoo("train", "--algo", "xinet_sac", "--env", "Hoper-v5", "-n", "10", "-f", "logs", cwd=tmp_path)
     assert result.returncode != 0

@@ -519,6 +519,19 @@ class XiNetAlgorithm:
         self.cost_active = False
         self._cost_cache = self._cost_term = None
 
+    def set_parameters(self, load_path_or_dict: Any, exact_match: bool = True, device: th.device | str = "auto") -> None:
+        """SB3's ``set_parameters``; parameters of other shapes (e.g. of a model pruned differently) raise a
+        ValueError that says so, not torch's state-dict error."""
+        try:
+            super().set_parameters(load_path_or_dict, exact_match, device)  # type: ignore[misc]
+        except RuntimeError as error:
+            if "state_dict" not in str(error):
+                raise
+            raise ValueError(
+                "These parameters do not fit this model's networks: pruning gives every model its own shapes. Load the "
+                f"saved model with {type(self).__name__}.load, which rebuilds its pruned shapes."
+            ) from error
+
     def pruning_summary(self) -> PruningSummary:
         """Units alive and parameters, now and at the start, per network and layer (print it for a table)."""
         return PruningSummary.from_model(self)

@@ -1,4 +1,4 @@
-"""Bad input to XiNetSAC gets a clear, early ValueError that names what is wrong."""
+"""Bad input to the XiNet algorithms gets a clear, early ValueError that names what is wrong."""
 
 import math
 
@@ -11,6 +11,7 @@ from stable_baselines3.common.envs import FakeImageEnv, SimpleMultiObsEnv
 from stable_baselines3.common.torch_layers import FlattenExtractor, NatureCNN
 
 from sb3_xinet import XiNetPruningCallback, XiNetSAC
+from tests.helpers import make_model
 
 
 @pytest.mark.parametrize(
@@ -23,9 +24,9 @@ from sb3_xinet import XiNetPruningCallback, XiNetSAC
     ],
     ids=["image", "dict", "discrete-action", "discrete-observation"],
 )
-def test_unsupported_spaces(env, what):
+def test_unsupported_spaces(env, what, model_class):
     with pytest.raises(ValueError, match=f"1-D Box {what} space"):
-        XiNetSAC("MlpPolicy", env())
+        model_class("MlpPolicy", env())
 
 
 @pytest.mark.parametrize("cost_weight", [-1.0, "1", None, True, math.nan, math.inf])
@@ -54,15 +55,15 @@ def test_bad_prune_threshold(threshold):
         (dict(policy_kwargs=dict(ofenet_kwargs=dict(state_units=[0, 4]))), "state_units"),
     ],
 )
-def test_bad_hyperparameters(kwargs, name):
+def test_bad_hyperparameters(kwargs, name, model_class):
     with pytest.raises(ValueError, match=name):
-        XiNetSAC("MlpPolicy", "Pendulum-v1", **kwargs)
+        model_class("MlpPolicy", "Pendulum-v1", **kwargs)
 
 
 @pytest.mark.parametrize("kwargs", [dict(use_sde=True), dict(use_sde_at_warmup=True), dict(use_sde=True, sde_sample_freq=4)])
-def test_gsde_is_refused_with_a_clear_message(kwargs):
+def test_gsde_is_refused_with_a_clear_message(kwargs, model_class):
     with pytest.raises(ValueError, match="does not support gSDE"):
-        XiNetSAC("MlpPolicy", "Pendulum-v1", **kwargs)
+        model_class("MlpPolicy", "Pendulum-v1", **kwargs)
 
 
 @pytest.mark.parametrize(("kwargs", "name"), [(dict(prune_freq=0), "prune_freq"), (dict(pruning_start=-1), "pruning_start")])
@@ -91,9 +92,9 @@ def test_loading_with_an_env_of_other_spaces(tmp_path):
 
 
 @pytest.mark.parametrize("policy", ["MultiInputPolicy", "CnnPolicy"])
-def test_other_policy_names_say_what_is_supported(policy):
+def test_other_policy_names_say_what_is_supported(policy, model_class):
     with pytest.raises(ValueError, match=r"one policy, 'MlpPolicy'.*FlattenObservation"):
-        XiNetSAC(policy, "Pendulum-v1")
+        model_class(policy, "Pendulum-v1")
 
 
 @pytest.mark.parametrize(
@@ -119,3 +120,9 @@ def test_log_std_init_sets_the_initial_action_spread(tmp_path):
     th.testing.assert_close(log_std, th.full_like(log_std, -2.0))
     model.save(tmp_path / "model")
     assert XiNetSAC.load(tmp_path / "model").policy.log_std_init == -2.0
+
+
+def test_parameters_of_a_differently_pruned_model_are_refused_clearly(model_class):
+    pruned = make_model(model_class=model_class).learn(400)
+    with pytest.raises(ValueError, match="do not fit this model's networks"):
+        make_model(model_class=model_class).set_parameters(pruned.get_parameters())

@@ -1,4 +1,6 @@
-"""XiNetSAC end to end on Pendulum-v1 at tiny budgets: pruning inside learn(), save/load, resume, baselines."""
+"""XiNetSAC and XiNetTQC end to end on Pendulum-v1 at tiny budgets: pruning inside learn(), save/load, resume.
+
+The tests that take the ``model_class`` fixture run once per algorithm (``MODEL_LIST`` in conftest.py)."""
 
 import itertools
 import subprocess
@@ -9,55 +11,21 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch as th
+from sb3_contrib.common.utils import quantile_huber_loss
 from stable_baselines3.common.evaluation import evaluate_policy
 
-from sb3_xinet import XiNetPruningCallback, XiNetSAC
+from sb3_xinet import XiNetPruningCallback, XiNetSAC, XiNetTQC
+from sb3_xinet.blocks import BlockEntry
+from sb3_xinet.common.algorithm import XiNetAlgorithm
 from sb3_xinet.cost import count_parameters
-
-# Small networks and fast thetas so that a few hundred steps prune a clear share of the units
-PRUNING = dict(
-    learning_starts=100,
-    ofenet_pretrain_steps=50,
-    batch_size=32,
-    pruning_start=150,
-    prune_freq=25,
-    cost_weight=20.0,
-    loss_scale_window=100,
-    policy_kwargs=dict(
-        net_arch=[32, 32],
-        ofenet_kwargs=dict(state_units=[8, 8, 8], state_action_units=[8, 8, 8]),
-        theta_learning_rate=0.05,
-    ),
-    seed=0,
-    device="cpu",
-)
-STEPS = 600
+from tests.conftest import MODEL_LIST
+from tests.helpers import PRUNING, STEPS, assert_targets_match, make_model, observations, units
 
 
-def make_model(env="Pendulum-v1", **overrides) -> XiNetSAC:
-    return XiNetSAC("MlpPolicy", env, **{**PRUNING, **overrides})
-
-
-def observations(n: int = 16) -> np.ndarray:
-    return np.random.default_rng(1).uniform(-1, 1, size=(n, 3)).astype(np.float32)
-
-
-def units(model: XiNetSAC) -> dict[tuple[str, int], int]:
-    summary = model.pruning_summary()
-    return {(layer.block, layer.layer): layer.units for network in summary.networks for layer in network.layers}
-
-
-def assert_targets_match(model: XiNetSAC) -> None:
-    critic, target = model.policy.critic.state_dict(), model.policy.critic_target.state_dict()
-    assert critic.keys() == target.keys()
-    for name, value in critic.items():
-        assert value.shape == target[name].shape, name
-
-
-@pytest.fixture(scope="module")
-def pruned(tmp_path_factory):
-    """A model trained with a strong cost weight, and its save file."""
-    model = make_model().learn(STEPS)
+@pytest.fixture(scope="module", params=MODEL_LIST, ids=[cls.__name__ for cls in MODEL_LIST])
+def pruned(request, tmp_path_factory):
+    """A model of each algorithm trained with a strong cost weight, and its save file."""
+    model = make_model(model_class=request.param).learn(STEPS)
     path = tmp_path_factory.mktemp("pruned") / "model.zip"
     model.save(path)
     return model, path
@@ -70,15 +38,15 @@ def test_strong_cost_prunes_and_the_save_is_smaller(pruned):
     assert summary.units < 0.7 * summary.initial_units
     for network in summary.networks:
         assert network.params < network.initial_params, network.name
-    loaded = XiNetSAC.load(path, device="cpu")
+    loaded = type(model).load(path, device="cpu")
     loaded_params = count_parameters(loaded.policy.networks().values())
     assert loaded_params == summary.params == loaded.pruning_summary().params
     assert loaded.pruning_summary().initial_params == summary.initial_params
     assert units(loaded) == units(model)
 
 
-def test_zero_cost_removes_nothing():
-    model = make_model(cost_weight=0.0).learn(STEPS)
+def test_zero_cost_removes_nothing(model_class):
+    model = make_model(model_class=model_class, cost_weight=0.0).learn(STEPS)
     summary = model.pruning_summary()
     assert summary.params == summary.initial_params
     assert summary.units == summary.initial_units
@@ -88,9 +56,10 @@ def test_zero_cost_removes_nothing():
 def test_target_critic_has_the_critics_shapes(pruned):
     model, path = pruned
     assert_targets_match(model)
-    assert_targets_match(XiNetSAC.load(path, device="cpu"))
+    assert_targets_match(type(model).load(path, device="cpu"))
 
 
+@pytest.mark.slow
 def test_reload_in_a_new_process_gives_the_same_deterministic_actions(pruned, tmp_path):
     model, path = pruned
     obs = observations()
@@ -98,8 +67,8 @@ def test_reload_in_a_new_process_gives_the_same_deterministic_actions(pruned, tm
     script = textwrap.dedent(
         f"""
         import numpy as np
-        from sb3_xinet import XiNetSAC
-        model = XiNetSAC.load({str(path)!r}, device="cpu")
+        from sb3_xinet import {type(model).__name__} as Algorithm
+        model = Algorithm.load({str(path)!r}, device="cpu")
         actions, _ = model.predict(np.load({str(tmp_path / "obs.npy")!r}), deterministic=True)
         np.save({str(tmp_path / "actions.npy")!r}, actions)
         """
@@ -110,8 +79,8 @@ def test_reload_in_a_new_process_gives_the_same_deterministic_actions(pruned, tm
 
 
 def test_loaded_model_evaluates(pruned):
-    _, path = pruned
-    model = XiNetSAC.load(path, device="cpu")
+    model, path = pruned
+    model = type(model).load(path, device="cpu")
     mean_reward, _ = evaluate_policy(model, gym.make("Pendulum-v1"), n_eval_episodes=1)
     assert np.isfinite(mean_reward)
 
@@ -129,15 +98,15 @@ class RecordUnits(XiNetPruningCallback):
         return result
 
 
-def test_resume_mid_pruning_continues_and_no_unit_comes_back(tmp_path):
-    model = make_model()
+def test_resume_mid_pruning_continues_and_no_unit_comes_back(tmp_path, model_class):
+    model = make_model(model_class=model_class)
     model.learn(200)
     before = units(model)
     assert sum(before.values()) < model.pruning_summary().initial_units  # pruning has begun
     model.save(tmp_path / "mid")
     model.save_replay_buffer(tmp_path / "buffer")
 
-    loaded = XiNetSAC.load(tmp_path / "mid", env=gym.make("Pendulum-v1"), device="cpu")
+    loaded = model_class.load(tmp_path / "mid", env=gym.make("Pendulum-v1"), device="cpu")
     loaded.load_replay_buffer(tmp_path / "buffer")
     assert loaded.replay_buffer.size() == model.replay_buffer.size()
     assert units(loaded) == before
@@ -155,9 +124,9 @@ def test_resume_mid_pruning_continues_and_no_unit_comes_back(tmp_path):
     assert_targets_match(loaded)
 
 
-def test_rl_passes_leave_ofenet_untouched(monkeypatch):
+def test_rl_passes_leave_ofenet_untouched(monkeypatch, model_class):
     """Acting, the critic, actor and target passes neither update BatchNorm statistics nor OFENet's weights."""
-    model = make_model(pruning_start=0)
+    model = make_model(model_class=model_class, pruning_start=0)
     model.learn(PRUNING["learning_starts"] + 10)
     ofenet = model.policy.ofenet
     snapshot = {name: value.clone() for name, value in ofenet.state_dict().items()}
@@ -175,19 +144,19 @@ def test_rl_passes_leave_ofenet_untouched(monkeypatch):
     assert not th.equal(ofenet.head.weight, snapshot["head.weight"])
 
 
-def test_actor_loss_reaches_the_actor_through_phi_sa_of_the_action():
+def test_actor_loss_reaches_the_actor_through_phi_sa_of_the_action(model_class):
     """With the entropy term off, the actor's only gradient is dQ(phi_sa(s, a))/da * da/dtheta."""
-    model = make_model(ent_coef=0.0, pruning_start=10**6)
+    model = make_model(model_class=model_class, ent_coef=0.0, pruning_start=10**6)
     model.learn(PRUNING["learning_starts"] + 10)
     model.train(gradient_steps=1, batch_size=32)
     grads = [param.grad for param in model.policy.actor.parameters() if param.grad is not None]
     assert grads and sum(float(grad.abs().sum()) for grad in grads) > 0
 
 
-def test_a_deleted_layer_leaves_the_optimizers_and_the_save_loads(tmp_path):
+def test_a_deleted_layer_leaves_the_optimizers_and_the_save_loads(tmp_path, model_class):
     """Removing every unit of an OFENet layer deletes it; its parameters leave the optimizers, so the save
     (optimizer states included) loads into the rebuilt pruned shapes."""
-    model = make_model()
+    model = make_model(model_class=model_class)
     with th.no_grad():
         model.policy.ofenet.state.layers[0].gate.theta.zero_()
     model.prune()
@@ -197,13 +166,13 @@ def test_a_deleted_layer_leaves_the_optimizers_and_the_save_loads(tmp_path):
     assert {id(param) for param in in_optimizer} == ofenet_params
     model.learn(PRUNING["learning_starts"] + 10)  # the optimizers step with the remaining parameters
     model.save(tmp_path / "model")
-    loaded = XiNetSAC.load(tmp_path / "model", device="cpu")
+    loaded = model_class.load(tmp_path / "model", device="cpu")
     assert loaded.policy.ofenet.state.layer_ids == [1, 2]
     sizes = [len(group["params"]) for group in loaded.policy.ofenet_optimizer.param_groups]
     assert sizes == [len(group["params"]) for group in model.policy.ofenet_optimizer.param_groups]
 
 
-def heads_vary(model: XiNetSAC) -> None:
+def heads_vary(model: XiNetAlgorithm) -> None:
     """The deterministic action and every critic's and target critic's Q-value vary over states."""
     obs = th.as_tensor(observations(256))
     actions = th.as_tensor(np.random.default_rng(2).uniform(-2, 2, size=(256, 1)), dtype=th.float32)
@@ -249,30 +218,33 @@ class RecordTargetQ(XiNetPruningCallback):
             before = self.target_q()
             n_before = len(self.removals)
             super()._prune()
-            if len(self.removals) > n_before and any(name.startswith("critic") for name in self.removals[-1][1]):
+            removed = self.removals[-1][1] if len(self.removals) > n_before else {}
+            if any(BlockEntry.role_of(name) == "critic" for name in removed):
                 self.changes.append(float(((self.target_q() - before).abs() / before.abs().clamp(min=1.0)).max()))
 
 
-def test_removals_leave_the_target_critics_unchanged():
+def test_removals_leave_the_target_critics_unchanged(model_class):
     """A target critic gates its units with its critic's thetas, so a unit leaves it when it has stopped
-    counting there too: the target Q-values do not move (on main they moved by up to 1.6 at a removal)."""
+    counting there too: the target Q-values (quantiles) do not move (they moved by up to 1.6 when the targets'
+    thetas were Polyak-averaged)."""
     recorder = RecordTargetQ()
-    make_model().learn(STEPS, callback=recorder)
+    make_model(model_class=model_class).learn(STEPS, callback=recorder)
     assert len(recorder.changes) >= 3
-    assert max(recorder.changes) <= 1e-5
+    # a removed unit's theta is at most the threshold (1e-3), so it moved the targets by that share of its value
+    assert max(recorder.changes) <= 1e-3
 
 
-def test_the_aux_loss_scale_describes_the_pretrained_ofenet():
-    """Pre-training steps do not enter the aux loss scale: it holds one update per SAC gradient step."""
-    model = make_model(pruning_start=10**6)
+def test_the_aux_loss_scale_describes_the_pretrained_ofenet(model_class):
+    """Pre-training steps do not enter the aux loss scale: it holds one update per RL gradient step."""
+    model = make_model(model_class=model_class, pruning_start=10**6)
     model.learn(PRUNING["learning_starts"] + 20)
     assert model._n_updates > 0
     assert model.loss_scales["aux"].count == model._n_updates
 
 
-def test_with_n_step_returns_ofenet_predicts_the_next_observation():
+def test_with_n_step_returns_ofenet_predicts_the_next_observation(model_class):
     """SB3's n-step replay buffer returns the observation n steps ahead; OFENet's targets stay one step ahead."""
-    model = make_model(n_steps=3, pruning_start=10**6)
+    model = make_model(model_class=model_class, n_steps=3, pruning_start=10**6)
     seen: list[tuple[th.Tensor, th.Tensor]] = []
     aux_loss = model.policy.ofenet.aux_loss
 
@@ -293,11 +265,13 @@ def test_with_n_step_returns_ofenet_predicts_the_next_observation():
     assert all(stored[o] == n for o, n in pairs)
 
 
-def test_each_critic_pays_with_its_own_loss_and_the_actor_scale_uses_mean_gates():
-    """Loss scales: one per critic, each the mean of that critic's own 0.5 * MSE (their sum is SB3's critic
-    loss); the actor's is the action gap |Q(s, pi(s)) - Q(s, a)| of the critics with mean gates, after the
-    critic update, even while the gates are sampled in the losses."""
-    model = make_model(pruning_start=0, loss_scale_window=10**6, learning_rate=0.0)
+def test_each_critic_pays_with_its_own_loss_and_the_actor_scale_uses_mean_gates(model_class):
+    """Loss scales: one per critic, each that critic's share of the algorithm's critic loss (SAC: its 0.5 * MSE;
+    TQC: its quantile Huber loss over the number of critics; their sum is the logged critic loss); the actor's is
+    the action gap |V(s, pi(s)) - V(s, a)| of the value the actor maximises (SAC: the smallest Q; TQC: the mean
+    quantile), from the critics with mean gates after their update, even while the gates are sampled in the
+    losses."""
+    model = make_model(model_class=model_class, pruning_start=0, loss_scale_window=10**6, learning_rate=0.0)
     model.learn(PRUNING["learning_starts"])
     critic = model.policy.critic
     with th.no_grad():
@@ -325,8 +299,44 @@ def test_each_critic_pays_with_its_own_loss_and_the_actor_scale_uses_mean_gates(
     with th.no_grad():
         ofenet = model.policy.ofenet
         z_s = ofenet.phi_s(data.observations)
-        q_pi = th.cat(critic.q_values(ofenet.phi_sa_from_state(z_s, actions[0][0]), stochastic=False), dim=1).min(dim=1).values
-        q_replay = (
-            th.cat(critic.q_values(ofenet.phi_sa_from_state(z_s, data.actions), stochastic=False), dim=1).min(dim=1).values
-        )
+        q_pi = model._actor_value(critic.q_values(ofenet.phi_sa_from_state(z_s, actions[0][0]), stochastic=False))
+        q_replay = model._actor_value(critic.q_values(ofenet.phi_sa_from_state(z_s, data.actions), stochastic=False))
     assert model.loss_scales["actor"].value == pytest.approx(float((q_pi - q_replay).abs().mean()), rel=1e-4)
+
+
+def test_tqc_losses_are_sb3_contribs():
+    """XiNetTQC's target and critic loss are sb3-contrib TQC's (``TQC.train``) on the same critic outputs; the
+    actor maximises the mean quantile."""
+    model = make_model(model_class=XiNetTQC, top_quantiles_to_drop_per_net=3)
+    generator = th.Generator().manual_seed(0)
+    batch, n_critics, n_quantiles = 16, 2, model.policy.n_quantiles
+    next_values = tuple(th.randn(batch, n_quantiles, generator=generator) for _ in range(n_critics))
+    values = tuple(th.randn(batch, n_quantiles, generator=generator) for _ in range(n_critics))
+    next_log_prob, rewards = th.randn(batch, 1, generator=generator), th.randn(batch, 1, generator=generator)
+    dones = (th.rand(batch, 1, generator=generator) < 0.3).float()
+    ent_coef, gamma = th.tensor([0.2]), 0.99
+    # sb3-contrib's TQC.train, with its critics' outputs stacked (batch, n_critics, n_quantiles)
+    next_quantiles, _ = th.sort(th.stack(next_values, dim=1).reshape(batch, -1))
+    next_quantiles = next_quantiles[:, : n_critics * n_quantiles - 3 * n_critics]
+    target_quantiles = rewards + (1 - dones) * gamma * (next_quantiles - ent_coef * next_log_prob)
+    expected_loss = quantile_huber_loss(th.stack(values, dim=1), target_quantiles.unsqueeze(1), sum_over_quantiles=False)
+
+    target = model._critic_target(next_values, next_log_prob, ent_coef, rewards, (1 - dones) * gamma)
+    th.testing.assert_close(target, target_quantiles)
+    losses = model._critic_losses(values, target)
+    assert losses.shape == (n_critics, batch)
+    th.testing.assert_close(losses.mean(dim=1).sum(), expected_loss)
+    th.testing.assert_close(model._actor_value(values), th.stack(values, dim=1).mean(dim=2).mean(dim=1, keepdim=True))
+
+
+def test_tqc_checks_its_quantiles_and_tells_its_saves_apart(tmp_path):
+    with pytest.raises(ValueError, match="top_quantiles_to_drop_per_net"):
+        make_model(model_class=XiNetTQC, policy_kwargs={**PRUNING["policy_kwargs"], "n_quantiles": 2})
+    with pytest.raises(ValueError, match="n_quantiles"):
+        make_model(model_class=XiNetTQC, policy_kwargs={**PRUNING["policy_kwargs"], "n_quantiles": 0})
+    make_model(model_class=XiNetTQC).save(tmp_path / "tqc")
+    make_model().save(tmp_path / "sac")
+    with pytest.raises(ValueError, match="not a XiNetSAC save: its policy class is XiNetTQCPolicy"):
+        XiNetSAC.load(tmp_path / "tqc")
+    with pytest.raises(ValueError, match="not a XiNetTQC save: its policy class is XiNetPolicy"):
+        XiNetTQC.load(tmp_path / "sac")

@@ -1,4 +1,5 @@
-"""XiNetSAC inside SB3's machinery: vector envs, progress bar, loggers, env ids, callbacks, baselines, devices."""
+"""The XiNet algorithms inside SB3's machinery: vector envs, progress bar, loggers, env ids, callbacks, baselines,
+devices."""
 
 import csv
 
@@ -13,12 +14,12 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from sb3_xinet import XiNetPruningCallback, XiNetSAC
 from sb3_xinet.callbacks import XiNetPruningCallback as CallbackClass
 from sb3_xinet.common.algorithm import with_pruning_callback
-from tests.test_xinet_sac import PRUNING, STEPS, make_model, observations
+from tests.helpers import PRUNING, STEPS, make_model, observations
 
 
-def test_vector_env_progress_bar_and_tensorboard(tmp_path):
+def test_vector_env_progress_bar_and_tensorboard(tmp_path, model_class):
     env = make_vec_env("Pendulum-v1", n_envs=2, seed=0)
-    model = make_model(env, tensorboard_log=str(tmp_path), verbose=0)
+    model = make_model(env, model_class=model_class, tensorboard_log=str(tmp_path), verbose=0)
     model.learn(STEPS, progress_bar=True, log_interval=1)
     assert model.num_timesteps == STEPS
     assert model.pruning_summary().params < model.pruning_summary().initial_params
@@ -110,10 +111,10 @@ def test_cuda():
 
 
 @pytest.mark.parametrize(("gates", "estimator"), [("ofenet", "straight_through"), ("all", "reinforce")])
-def test_gate_options(gates, estimator):
+def test_gate_options(gates, estimator, model_class):
     """``gates="ofenet"`` prunes OFENet only; the REINFORCE estimator trains and prunes too."""
     policy_kwargs = {**PRUNING["policy_kwargs"], "gates": gates, "gate_estimator": estimator}
-    model = make_model(policy_kwargs=policy_kwargs).learn(STEPS)
+    model = make_model(model_class=model_class, policy_kwargs=policy_kwargs).learn(STEPS)
     summary = model.pruning_summary()
     assert summary["ofenet"].params < summary["ofenet"].initial_params
     heads = [summary[name] for name in ("actor", "critic0", "critic1")]
