@@ -12,7 +12,7 @@ from stable_baselines3.common.buffers import ReplayBuffer
 from stable_baselines3.common.noise import ActionNoise
 from stable_baselines3.common.type_aliases import GymEnv, Schedule
 
-from sb3_xinet.common.algorithm import XiNetAlgorithm
+from sb3_xinet.common.algorithm import Values, XiNetAlgorithm
 from sb3_xinet.policies import XiNetPolicy
 from sb3_xinet.time_cost import TimeCalibration
 
@@ -74,67 +74,18 @@ class XiNetSAC(XiNetAlgorithm, SAC):
         loss_scale_window: int = 10_000,
         _init_setup_model: bool = True,
     ) -> None:
-        policy_kwargs = self._init_xinet(
-            policy_kwargs,
-            learning_starts,
-            use_sde,
-            use_sde_at_warmup,
-            cost_weight=cost_weight,
-            cost_model=cost_model,
-            time_calibration=time_calibration,
-            prune_threshold=prune_threshold,
-            ofenet_pretrain_steps=ofenet_pretrain_steps,
-            pruning_start=pruning_start,
-            pruning_end=pruning_end,
-            prune_freq=prune_freq,
-            loss_scale_window=loss_scale_window,
-        )
-        super().__init__(
-            policy,
-            env,
-            learning_rate=learning_rate,
-            buffer_size=buffer_size,
-            learning_starts=learning_starts,
-            batch_size=batch_size,
-            tau=tau,
-            gamma=gamma,
-            train_freq=train_freq,
-            gradient_steps=gradient_steps,
-            action_noise=action_noise,
-            replay_buffer_class=replay_buffer_class,
-            replay_buffer_kwargs=replay_buffer_kwargs,
-            optimize_memory_usage=optimize_memory_usage,
-            n_steps=n_steps,
-            ent_coef=ent_coef,
-            target_update_interval=target_update_interval,
-            target_entropy=target_entropy,
-            stats_window_size=stats_window_size,
-            tensorboard_log=tensorboard_log,
-            policy_kwargs=policy_kwargs,
-            verbose=verbose,
-            seed=seed,
-            device=device,
-            _init_setup_model=False,
-        )
+        super().__init__(**self._init_xinet(locals()))
         if _init_setup_model:
             self._setup_model()
 
-    def _critic_target(
-        self,
-        next_values: tuple[th.Tensor, ...],
-        next_log_prob: th.Tensor,
-        ent_coef: th.Tensor,
-        rewards: th.Tensor,
-        not_done_discounts: th.Tensor,
-    ) -> th.Tensor:
-        """SAC's target: the smallest target Q-value minus the entropy term, discounted, plus the reward."""
-        next_q, _ = th.min(th.cat(next_values, dim=1), dim=1, keepdim=True)
-        return rewards + not_done_discounts * (next_q - ent_coef * next_log_prob)
+    def _next_value(self, next_values: Values) -> th.Tensor:
+        """SAC's: the smallest of the target critics' Q-values."""
+        return self._actor_value(next_values)
 
-    def _critic_losses(self, values: tuple[th.Tensor, ...], target: th.Tensor) -> th.Tensor:
+    def _critic_losses(self, values: Values, target: th.Tensor) -> th.Tensor:
         """Half the squared error of each critic (SB3's critic loss is the sum of their means)."""
         return 0.5 * (th.cat(values, dim=1) - target).pow(2).T
 
-    def _actor_value(self, values: tuple[th.Tensor, ...]) -> th.Tensor:
+    def _actor_value(self, values: Values) -> th.Tensor:
         """The smallest of the critics' Q-values."""
         return th.min(th.cat(values, dim=1), dim=1, keepdim=True)[0]

@@ -12,7 +12,7 @@ from stable_baselines3.common.buffers import ReplayBuffer
 from stable_baselines3.common.noise import ActionNoise
 from stable_baselines3.common.type_aliases import GymEnv, Schedule
 
-from sb3_xinet.common.algorithm import XiNetAlgorithm
+from sb3_xinet.common.algorithm import Values, XiNetAlgorithm
 from sb3_xinet.common.checks import check_int
 from sb3_xinet.policies import XiNetTQCPolicy
 from sb3_xinet.time_cost import TimeCalibration
@@ -91,49 +91,7 @@ class XiNetTQC(XiNetAlgorithm, TQC):
         _init_setup_model: bool = True,
     ) -> None:
         check_int("top_quantiles_to_drop_per_net", top_quantiles_to_drop_per_net, 0)
-        policy_kwargs = self._init_xinet(
-            policy_kwargs,
-            learning_starts,
-            use_sde,
-            use_sde_at_warmup,
-            cost_weight=cost_weight,
-            cost_model=cost_model,
-            time_calibration=time_calibration,
-            prune_threshold=prune_threshold,
-            ofenet_pretrain_steps=ofenet_pretrain_steps,
-            pruning_start=pruning_start,
-            pruning_end=pruning_end,
-            prune_freq=prune_freq,
-            loss_scale_window=loss_scale_window,
-        )
-        super().__init__(
-            policy,
-            env,
-            learning_rate=learning_rate,
-            buffer_size=buffer_size,
-            learning_starts=learning_starts,
-            batch_size=batch_size,
-            tau=tau,
-            gamma=gamma,
-            train_freq=train_freq,
-            gradient_steps=gradient_steps,
-            action_noise=action_noise,
-            replay_buffer_class=replay_buffer_class,
-            replay_buffer_kwargs=replay_buffer_kwargs,
-            optimize_memory_usage=optimize_memory_usage,
-            n_steps=n_steps,
-            ent_coef=ent_coef,
-            target_update_interval=target_update_interval,
-            target_entropy=target_entropy,
-            top_quantiles_to_drop_per_net=top_quantiles_to_drop_per_net,
-            stats_window_size=stats_window_size,
-            tensorboard_log=tensorboard_log,
-            policy_kwargs=policy_kwargs,
-            verbose=verbose,
-            seed=seed,
-            device=device,
-            _init_setup_model=False,
-        )
+        super().__init__(**self._init_xinet(locals()))
         if _init_setup_model:
             self._setup_model()
 
@@ -145,25 +103,17 @@ class XiNetTQC(XiNetAlgorithm, TQC):
                 f"({self.policy.n_quantiles}): the target would keep no quantile"
             )
 
-    def _critic_target(
-        self,
-        next_values: tuple[th.Tensor, ...],
-        next_log_prob: th.Tensor,
-        ent_coef: th.Tensor,
-        rewards: th.Tensor,
-        not_done_discounts: th.Tensor,
-    ) -> th.Tensor:
-        """TQC's target: every target critic's quantiles pooled and sorted, the top ``top_quantiles_to_drop_per_net``
-        per critic dropped, minus the entropy term, discounted, plus the reward: (batch, n_target_quantiles)."""
+    def _next_value(self, next_values: Values) -> th.Tensor:
+        """TQC's: every target critic's quantiles pooled and sorted, the top ``top_quantiles_to_drop_per_net`` per
+        critic dropped: (batch, n_target_quantiles)."""
         pooled = th.cat(next_values, dim=1)
         n_target = pooled.shape[1] - self.top_quantiles_to_drop_per_net * len(next_values)
-        kept = th.sort(pooled, dim=1).values[:, :n_target]
-        return rewards + not_done_discounts * (kept - ent_coef * next_log_prob)
+        return th.sort(pooled, dim=1).values[:, :n_target]
 
-    def _critic_losses(self, values: tuple[th.Tensor, ...], target: th.Tensor) -> th.Tensor:
+    def _critic_losses(self, values: Values, target: th.Tensor) -> th.Tensor:
         """Each critic's share of TQC's critic loss (the mean over critics of the quantile Huber loss)."""
         return quantile_huber_losses(th.stack(values, dim=1), target).T / len(values)
 
-    def _actor_value(self, values: tuple[th.Tensor, ...]) -> th.Tensor:
+    def _actor_value(self, values: Values) -> th.Tensor:
         """The mean of every critic's quantiles."""
         return th.stack(values, dim=1).mean(dim=2).mean(dim=1, keepdim=True)

@@ -21,7 +21,7 @@ import rl_zoo3.exp_manager
 import rl_zoo3.hyperparams_opt
 import yaml
 
-from sb3_xinet.common.algorithm import XiNetAlgorithm, check_pruning_arguments
+from sb3_xinet.common.algorithm import XINET_ARGUMENTS, XiNetAlgorithm, check_pruning_arguments
 from sb3_xinet.policies import XiNetPolicy
 from sb3_xinet.xinet_sac import XiNetSAC
 from sb3_xinet.xinet_tqc import XiNetTQC
@@ -50,17 +50,7 @@ ZOO_KEYS = {
     "noise_type",
     "noise_std",
 }
-PRUNING_KEYS = {
-    "cost_weight",
-    "cost_model",
-    "time_calibration",
-    "prune_threshold",
-    "ofenet_pretrain_steps",
-    "pruning_start",
-    "pruning_end",
-    "prune_freq",
-    "loss_scale_window",
-}
+PRUNING_KEYS = set(XINET_ARGUMENTS)
 # our hyperparameters whose values are words
 STRING_KEYS = {"cost_model"}
 # constructor arguments the zoo sets itself

@@ -321,7 +321,7 @@ def test_tqc_losses_are_sb3_contribs():
     target_quantiles = rewards + (1 - dones) * gamma * (next_quantiles - ent_coef * next_log_prob)
     expected_loss = quantile_huber_loss(th.stack(values, dim=1), target_quantiles.unsqueeze(1), sum_over_quantiles=False)
 
-    target = model._critic_target(next_values, next_log_prob, ent_coef, rewards, (1 - dones) * gamma)
+    target = rewards + (1 - dones) * gamma * (model._next_value(next_values) - ent_coef * next_log_prob)
     th.testing.assert_close(target, target_quantiles)
     losses = model._critic_losses(values, target)
     assert losses.shape == (n_critics, batch)

@@ -12,7 +12,7 @@ An algorithm's training step is its own (``SAC.train``, ``TQC.train``), with fou
 4. every theta is projected onto its feasible set after each step.
 
 The step itself is written once too (:meth:`XiNetAlgorithm.train`): an algorithm gives only its losses, through
-three methods: the critics' target from the target critics' outputs, each critic's per-sample loss, and the
+three methods: the next state's value from the target critics' outputs, each critic's per-sample loss, and the
 value the actor maximises. OFENet features are computed once per batch in inference mode, and each loss's
 gradient is taken w.r.t. its own network only, while ``phi_sa(s, pi(s))`` stays differentiable w.r.t. the action.
 """
@@ -42,6 +42,7 @@ from sb3_xinet.time_cost import TimeCalibration, calibrate
 
 SelfXiNet = TypeVar("SelfXiNet", bound="XiNetAlgorithm")
 CostGrads = dict[str, list[tuple[th.Tensor, th.Tensor]]]
+Values = tuple[th.Tensor, ...]  # the outputs of every critic, in order
 COST_REFRESH = 10  # gradient steps between two computations of dP/dtheta
 GAP_ROWS = 32  # batch rows on which the actor's loss scale (the action gap) is measured at every step
 FLUSH_STEPS = 100  # on a GPU, gradient steps between two reads of the logged losses (see _flush_train_logs)
@@ -57,6 +58,18 @@ COUNTS = {
 }
 # default length of the pruning phase, in env steps (see docs/design.md, "Schedule")
 PRUNING_STEPS = 80_000
+# the constructor arguments every XiNet algorithm adds to its algorithm's (see XiNetAlgorithm)
+XINET_ARGUMENTS = (
+    "cost_weight",
+    "cost_model",
+    "time_calibration",
+    "prune_threshold",
+    "ofenet_pretrain_steps",
+    "pruning_start",
+    "pruning_end",
+    "prune_freq",
+    "loss_scale_window",
+)
 COST_MODELS = ("params", "time")
 
 
@@ -86,8 +99,9 @@ class XiNetAlgorithm:
     sb3-contrib's ``TQC``): the arguments and pruning state, OFENet's pre-training and aux steps, the cost
     gradients and loss scales, the shared training step, pruning and its end, the summary, save and load.
 
-    A subclass calls :meth:`_init_xinet` in its ``__init__`` before the algorithm's own, and gives its losses:
-    :meth:`_critic_target`, :meth:`_critic_losses` and :meth:`_actor_value`.
+    A subclass's ``__init__`` has the algorithm's arguments and :data:`XINET_ARGUMENTS`, and passes its
+    ``locals()`` through :meth:`_init_xinet` to the algorithm's constructor; it gives its losses:
+    :meth:`_next_value`, :meth:`_critic_losses` and :meth:`_actor_value`.
 
     XiNet arguments (every algorithm argument keeps its meaning; ``learning_starts`` defaults to 10,000 random
     steps, the OFENet warm-up):
@@ -115,49 +129,28 @@ class XiNetAlgorithm:
     policy: XiNetPolicy
     policy_aliases: ClassVar[dict[str, type[XiNetPolicy]]]
 
-    def _init_xinet(
-        self,
-        policy_kwargs: dict[str, Any] | None,
-        learning_starts: int,
-        use_sde: bool,
-        use_sde_at_warmup: bool,
-        cost_weight: float,
-        cost_model: str,
-        time_calibration: TimeCalibration | dict[str, Any] | None,
-        prune_threshold: float,
-        ofenet_pretrain_steps: int,
-        pruning_start: int | None,
-        pruning_end: int | None,
-        prune_freq: int,
-        loss_scale_window: int,
-    ) -> dict[str, Any]:
-        """Check and store the XiNet arguments and the initial pruning state; return the ``policy_kwargs`` for
-        the algorithm's constructor (a copy: pruning writes the current widths into it)."""
-        if use_sde or use_sde_at_warmup:
+    def _init_xinet(self, arguments: dict[str, Any]) -> dict[str, Any]:
+        """Check and store the XiNet arguments and the initial pruning state, from a constructor's ``locals()``;
+        return the others, the algorithm's own, for its constructor (with a copy of ``policy_kwargs``, into which
+        pruning writes the current widths, and ``_init_setup_model=False``: the subclass sets the model up)."""
+        algorithm = {key: value for key, value in arguments.items() if key not in ("self", "__class__", *XINET_ARGUMENTS)}
+        if algorithm["use_sde"] or algorithm["use_sde_at_warmup"]:
             raise ValueError(
                 f"{type(self).__name__} does not support gSDE (use_sde / use_sde_at_warmup): its exploration matrix is "
                 "sized by the actor's last hidden layer, which pruning reshapes. Use the default exploration (or "
                 "action_noise)."
             )
-        checked = check_pruning_arguments(
-            cost_weight=cost_weight,
-            cost_model=cost_model,
-            time_calibration=time_calibration,
-            prune_threshold=prune_threshold,
-            ofenet_pretrain_steps=ofenet_pretrain_steps,
-            learning_starts=learning_starts,
-            pruning_start=learning_starts + 10_000 if pruning_start is None else pruning_start,
-            pruning_end=pruning_end,
-            prune_freq=prune_freq,
-            loss_scale_window=loss_scale_window,
-        )
+        xinet = {name: arguments[name] for name in XINET_ARGUMENTS}
+        if xinet["pruning_start"] is None:
+            xinet["pruning_start"] = algorithm["learning_starts"] + 10_000
+        checked = check_pruning_arguments(**xinet, learning_starts=algorithm["learning_starts"])
         self.cost_weight = checked["cost_weight"]
-        self.cost_model = cost_model
+        self.cost_model = checked["cost_model"]
         self.time_calibration: dict[str, Any] | None = checked["time_calibration"]
         self.prune_threshold = checked["prune_threshold"]
         self.ofenet_pretrain_steps = checked["ofenet_pretrain_steps"]
         self.pruning_start = checked["pruning_start"]
-        self.pruning_end = self.pruning_start + PRUNING_STEPS if pruning_end is None else checked["pruning_end"]
+        self.pruning_end = self.pruning_start + PRUNING_STEPS if xinet["pruning_end"] is None else checked["pruning_end"]
         self.prune_freq = checked["prune_freq"]
         self.loss_scale_window = checked["loss_scale_window"]
         # pruning state, saved with the model
@@ -169,29 +162,23 @@ class XiNetAlgorithm:
         self.initial_params: dict[str, int] = {}
         self.initial_expected_params = 0.0
         self.initial_expected_time = 0.0
-        policy_kwargs = dict(policy_kwargs or {})
-        if cost_model == "time":  # OFENet's layers get layer gates, unless the user says otherwise
+        policy_kwargs = dict(algorithm["policy_kwargs"] or {})
+        if self.cost_model == "time":  # OFENet's layers get layer gates, unless the user says otherwise
             policy_kwargs["ofenet_kwargs"] = {"layer_gates": True, **policy_kwargs.get("ofenet_kwargs", {})}
-        return policy_kwargs
+        return {**algorithm, "policy_kwargs": policy_kwargs, "_init_setup_model": False}
 
-    def _critic_target(
-        self,
-        next_values: tuple[th.Tensor, ...],
-        next_log_prob: th.Tensor,
-        ent_coef: th.Tensor,
-        rewards: th.Tensor,
-        not_done_discounts: th.Tensor,
-    ) -> th.Tensor:
-        """The critics' regression target from the target critics' outputs at the next state-action (mean gates),
-        ``next_log_prob`` (batch, 1), and ``(1 - done) * discount`` (batch, 1)."""
+    def _next_value(self, next_values: Values) -> th.Tensor:
+        """The next state-action's value from the target critics' outputs (mean gates): (batch, 1), or (batch, k)
+        for a distribution of k values; the critics regress on ``reward + (1 - done) * discount * (value -
+        ent_coef * log_prob)``."""
         raise NotImplementedError
 
-    def _critic_losses(self, values: tuple[th.Tensor, ...], target: th.Tensor) -> th.Tensor:
+    def _critic_losses(self, values: Values, target: th.Tensor) -> th.Tensor:
         """(n_critics, batch): each critic's per-sample loss, as it enters the algorithm's critic loss (which is
         the sum over critics of their means over the batch), from the critics' outputs and the target."""
         raise NotImplementedError
 
-    def _actor_value(self, values: tuple[th.Tensor, ...]) -> th.Tensor:
+    def _actor_value(self, values: Values) -> th.Tensor:
         """(batch, 1): the value of an action that the actor maximises, from the critics' outputs."""
         raise NotImplementedError
 
@@ -406,13 +393,9 @@ class XiNetAlgorithm:
                 z_sa, z_sa_next = ofenet.phi_sa_from_state(
                     th.cat([z_s, z_s_next]), th.cat([replay_data.actions, next_actions])
                 ).chunk(2)
-                target = self._critic_target(
-                    self.critic_target.q_values(z_sa_next, stochastic=False),
-                    next_log_prob.reshape(-1, 1),
-                    ent_coef,
-                    replay_data.rewards,
-                    (1 - replay_data.dones) * discounts,
-                )
+                next_value = self._next_value(self.critic_target.q_values(z_sa_next, stochastic=False))
+                next_value = next_value - ent_coef * next_log_prob.reshape(-1, 1)
+                target = replay_data.rewards + (1 - replay_data.dones) * discounts * next_value
 
             # one loss per critic: each critic's thetas pay with their own critic's loss
             per_sample_critics = self._critic_losses(critic.q_values(z_sa, stochastic=True), target)
