@@ -1,8 +1,10 @@
 """Single-observation latency of the deterministic actor (OFENet state branch + actor) on CPU, Hopper-v5 sizes.
 
-Two networks: the dense OFENet actor (6 x 40 OFENet units, 256-256 actor) and a pruned one, either a real
-pruned model (``--pruned PATH`` to a XiNetSAC save) or, without it, the dense one with all but ``--keep`` of
-the units of every layer removed by hand. Four ways to run each:
+The networks: SB3 SAC's actor (256-256 on the raw observation, exported as the same plain-torch module), the
+dense OFENet actor (6 x 40 OFENet units, 256-256 actor) and pruned ones: real pruned models (``--pruned PATH
+...`` to XiNetSAC saves, named by ``--labels``) or, without them, the dense one with all but ``--keep`` of the
+units of every layer removed by hand. Four ways to run each (SB3 SAC's: its own ``predict`` and the three
+exported):
 
 - ``sb3_predict``: ``model.predict(obs, deterministic=True)`` (SB3's preprocessing and numpy round trip included);
 - ``eager``: the exported plain-torch module (:mod:`sb3_xinet.export`), ``torch.no_grad``;
@@ -19,25 +21,42 @@ import os
 import platform
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnxruntime
 import torch as th
+from stable_baselines3 import SAC
 from tables import write_results
 from throughput import remove_by_hand
+from torch import nn
 
 from sb3_xinet import XiNetSAC
-from sb3_xinet.export import deterministic_actor, export, latency_us
+from sb3_xinet.export import DeterministicActor, ExportedLayer, deterministic_actor, latency_us, save_actor
 
 ENV = "Hopper-v5"
 
 
-def runners(model: XiNetSAC, folder: Path) -> dict:
+def sac_actor(model: SAC) -> DeterministicActor:
+    """SB3 SAC's deterministic actor as the plain-torch module our export writes (no OFENet layers): its hidden
+    layers, the mean head, tanh and the rescaling to the action bounds."""
+    hidden = [module for module in model.actor.latent_pi if isinstance(module, nn.Linear)]
+    layers = [ExportedLayer(linear, nn.ReLU(), th.ones(linear.out_features)) for linear in hidden]
+    space = model.action_space
+    low, high = th.as_tensor(space.low, dtype=th.float32), th.as_tensor(space.high, dtype=th.float32)
+    return DeterministicActor([], layers, model.actor.mu, low, high).cpu().eval()
+
+
+def exported_actor(model: Any) -> nn.Module:
+    return sac_actor(model) if isinstance(model, SAC) and not isinstance(model, XiNetSAC) else deterministic_actor(model)
+
+
+def runners(model: Any, folder: Path) -> dict:
     """The four ways to compute an action for one observation."""
-    paths = export(model, folder / "actor")
+    eager = exported_actor(model)
+    paths = save_actor(eager, model.observation_space.shape[0], folder / "actor")
     obs_np = np.zeros((1, model.observation_space.shape[0]), dtype=np.float32)
     obs = th.as_tensor(obs_np)
-    eager = deterministic_actor(model)
     scripted = th.jit.load(str(paths["torchscript"]))
     options = onnxruntime.SessionOptions()
     options.intra_op_num_threads = 1
@@ -61,7 +80,8 @@ def runners(model: XiNetSAC, folder: Path) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--pruned", default=None, help="a pruned XiNetSAC save (.zip)")
+    parser.add_argument("--pruned", nargs="+", default=None, help="pruned XiNetSAC saves (.zip)")
+    parser.add_argument("--labels", nargs="+", default=None, help="a short name for each --pruned save")
     parser.add_argument("--keep", type=float, default=0.2)
     parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--number", type=int, default=300)
@@ -69,13 +89,19 @@ def main() -> None:
     args = parser.parse_args()
     th.set_num_threads(1)
 
-    dense = XiNetSAC("MlpPolicy", ENV, buffer_size=1, cost_weight=0.0, policy_kwargs=dict(gates="none"), device="cpu")
+    models: dict[str, Any] = {"sac": SAC("MlpPolicy", ENV, buffer_size=1, device="cpu")}
+    models["dense"] = XiNetSAC(
+        "MlpPolicy", ENV, buffer_size=1, cost_weight=0.0, policy_kwargs=dict(gates="none"), device="cpu"
+    )
     if args.pruned:
-        pruned = XiNetSAC.load(args.pruned, device="cpu", buffer_size=1)
+        labels = args.labels or [f"pruned{index}" for index in range(len(args.pruned))]
+        if len(labels) != len(args.pruned):
+            parser.error("--labels needs one label per --pruned path")
+        for label, path in zip(labels, args.pruned, strict=True):
+            models[label] = XiNetSAC.load(path, device="cpu", buffer_size=1)
     else:
-        pruned = XiNetSAC("MlpPolicy", ENV, buffer_size=1, device="cpu")
-        remove_by_hand(pruned, args.keep)
-    models = {"dense": dense, "pruned": pruned}
+        models["pruned"] = XiNetSAC("MlpPolicy", ENV, buffer_size=1, device="cpu")
+        remove_by_hand(models["pruned"], args.keep)
     with tempfile.TemporaryDirectory() as folder:
         runs = {}
         for name, model in models.items():
@@ -90,7 +116,7 @@ def main() -> None:
     machine = f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, 1 torch thread"
     rows = []
     for (name, how), values in times.items():
-        actor = deterministic_actor(models[name])
+        actor = exported_actor(models[name])
         rows.append(
             dict(
                 network=name,
@@ -99,15 +125,16 @@ def main() -> None:
                 layers=len(actor.dense) + len(actor.hidden) + 1,
                 latency_us=round(float(np.median(values)), 1),
                 vs_dense_eager=round(float(np.median(values)) / float(np.median(times[("dense", "eager")])), 2),
+                vs_sac=round(float(np.median(values)) / float(np.median(times[("sac", how)])), 2),
             )
         )
-    source = args.pruned or f"dense with {args.keep:.0%} of every layer's units kept"
+    source = ", ".join(args.pruned) if args.pruned else f"dense with {args.keep:.0%} of every layer's units kept"
     title = (
         f"Single-observation actor latency on {ENV} (pruned: {source}; median of {args.rounds} interleaved rounds "
         f"of {args.number} calls; {machine})"
     )
     columns = dict(network="network", runtime="runtime", params="parameters", layers="layers")
-    columns.update(latency_us="latency us", vs_dense_eager="vs dense eager")
+    columns.update(latency_us="latency us", vs_dense_eager="vs dense eager", vs_sac="vs SB3 SAC (same runtime)")
     print(write_results(args.out, rows, title, columns))
 
 

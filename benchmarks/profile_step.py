@@ -56,7 +56,7 @@ def main() -> None:
 
     rows, tops = [], []
     for variant in args.variants:
-        model = build(variant, args)
+        model = build(variant, args, args.pruned)
         model.learn(args.warmup + 10)
         if variant == "xinet_pruning":
             model.cost_active = True  # the regularizer's phase: every theta learns, every gate samples

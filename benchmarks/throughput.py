@@ -8,7 +8,9 @@ Variants (all with SB3's defaults: batch 256, one gradient step per env step, on
 - ``xinet_pruning``: XiNetSAC with the regularizer on and every unit still there (thetas learning, gates sampled);
 - ``xinet_pruned``: XiNetSAC after pruning, still training with the regularizer on. Either a real pruned model
   (``--pruned PATH`` to a XiNetSAC save, e.g. the end of a ``benchmarks/compare.py`` run), or, without it, the
-  full model with units removed by hand: ``--keep`` of the units of every layer;
+  full model with units removed by hand: ``--keep`` of the units of every layer. Several ``--pruned`` paths
+  (e.g. the parameter and the time cost model's) give one row per path and variant, named ``variant[label]``
+  with the labels of ``--labels``;
 - ``xinet_folded``: the same pruned model after the end of pruning (``end_pruning()``: thetas folded into the
   weights, gates gone), training on as OFENet-SAC at its widths;
 - ``small``: OFENet-SAC built from scratch at the pruned model's widths (gates and pruning off), the speed that
@@ -40,6 +42,7 @@ from tables import write_results
 from sb3_xinet import XiNetSAC
 
 ENV = "Hopper-v5"
+PER_PRUNED = ("xinet_pruned", "xinet_folded", "small")  # the variants built from a pruned model
 
 
 def remove_by_hand(model: XiNetSAC, keep: float) -> None:
@@ -51,11 +54,11 @@ def remove_by_hand(model: XiNetSAC, keep: float) -> None:
     model.prune()
 
 
-def pruned_model(args: argparse.Namespace, common: dict[str, Any], xinet: dict[str, Any]) -> XiNetSAC:
-    """The pruned model: loaded from ``--pruned`` (with a fresh replay buffer and the same warm-up as the others;
+def pruned_model(path: str | None, args: argparse.Namespace, common: dict[str, Any], xinet: dict[str, Any]) -> XiNetSAC:
+    """The pruned model: loaded from ``path`` (with a fresh replay buffer and the same warm-up as the others;
     it keeps training with the regularizer on, its loss scales come with the save), or pruned by hand."""
-    if args.pruned:
-        model = XiNetSAC.load(args.pruned, env=gym.make(ENV), buffer_size=1_000_000, **common)
+    if path:
+        model = XiNetSAC.load(path, env=gym.make(ENV), buffer_size=1_000_000, **common)
         model.pruning_start = 0
         return model
     model = XiNetSAC("MlpPolicy", ENV, pruning_start=0, **xinet)
@@ -63,7 +66,7 @@ def pruned_model(args: argparse.Namespace, common: dict[str, Any], xinet: dict[s
     return model
 
 
-def build(variant: str, args: argparse.Namespace) -> Any:
+def build(variant: str, args: argparse.Namespace, path: str | None = None) -> Any:
     common: dict[str, Any] = dict(learning_starts=args.warmup, seed=0, device=args.device, verbose=0)
     xinet = dict(common, ofenet_pretrain_steps=args.pretrain)
     if "pruning_end" in inspect.signature(XiNetSAC).parameters:  # so that the script also measures older versions
@@ -77,15 +80,15 @@ def build(variant: str, args: argparse.Namespace) -> Any:
     if variant == "xinet_pruning":
         return XiNetSAC("MlpPolicy", ENV, pruning_start=0, **xinet)
     if variant == "xinet_pruned":
-        model = pruned_model(args, common, xinet)
+        model = pruned_model(path, args, common, xinet)
         model.pruning_end = 10**10
         return model
     if variant == "xinet_folded":
-        model = pruned_model(args, common, xinet)
+        model = pruned_model(path, args, common, xinet)
         model.end_pruning()
         return model
     if variant == "small":
-        architecture = pruned_model(args, common, xinet).policy.architecture()
+        architecture = pruned_model(path, args, common, xinet).policy.architecture()
         return XiNetSAC(
             "MlpPolicy", ENV, cost_weight=0.0, policy_kwargs=dict(gates="none", architecture=architecture), **xinet
         )
@@ -109,7 +112,8 @@ def main() -> None:
     parser.add_argument("--chunk", type=int, default=300)
     parser.add_argument("--warmup", type=int, default=1000)
     parser.add_argument("--pretrain", type=int, default=200)
-    parser.add_argument("--pruned", default=None, help="a pruned XiNetSAC save (.zip)")
+    parser.add_argument("--pruned", nargs="+", default=[None], help="pruned XiNetSAC saves (.zip)")
+    parser.add_argument("--labels", nargs="+", default=None, help="a short name for each --pruned save")
     parser.add_argument("--keep", type=float, default=0.2)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
@@ -117,7 +121,17 @@ def main() -> None:
     args = parser.parse_args()
     th.set_num_threads(args.threads)
 
-    models = {variant: build(variant, args) for variant in args.variants}
+    labels = args.labels or [str(index) for index in range(len(args.pruned))]
+    if len(labels) != len(args.pruned):
+        parser.error("--labels needs one label per --pruned path")
+    models = {}
+    for variant in args.variants:
+        if variant in PER_PRUNED and len(args.pruned) > 1:
+            models.update(
+                {f"{variant}[{label}]": build(variant, args, path) for label, path in zip(labels, args.pruned, strict=True)}
+            )
+        else:
+            models[variant] = build(variant, args, args.pruned[0])
     for model in models.values():  # random warm-up, OFENet pre-training and a first update, untimed
         model.learn(args.warmup + 10)
     speeds: dict[str, list[float]] = {variant: [] for variant in models}
