@@ -54,27 +54,33 @@ RUN_FIELDS = [
 CURVE_FIELDS = ["env", "algo", "seed", "step", "return_mean", "return_std", "params", "steps_per_s", "units"]
 
 
+ALGOS = ["sac", "dense", "xinet", "xinet_time", "small", "tqc", "dense_tqc", "xinet_tqc", "small_tqc"]
+
+
 def algo_kwargs(algo: str, args: argparse.Namespace) -> tuple[str, dict[str, Any]]:
-    """(class name, keyword arguments) of one configuration; all but SB3's SAC share XiNetSAC's code path."""
+    """(class name, keyword arguments) of one configuration. ``sac``/``tqc``: SB3's SAC and sb3-contrib's TQC;
+    the others share XiNetSAC's (or, with the ``_tqc`` suffix, XiNetTQC's) code path."""
     common: dict[str, Any] = dict(learning_starts=args.learning_starts)
-    if algo == "sac":
-        return "SAC", common
+    if algo in ("sac", "tqc"):
+        return algo.upper(), common
     xinet = dict(common, ofenet_pretrain_steps=args.ofenet_pretrain_steps)
-    if algo == "xinet":
-        return "XiNetSAC", dict(xinet, cost_weight=args.cost_weight)
-    if algo == "xinet_time":
-        return "XiNetSAC", dict(xinet, cost_weight=args.cost_weight, cost_model="time")
-    if algo == "dense":
-        return "XiNetSAC", dict(xinet, cost_weight=0.0, policy_kwargs=dict(gates="none"))
-    if algo == "small":
+    base = algo.removesuffix("_tqc")
+    class_name = "XiNetTQC" if algo.endswith("_tqc") else "XiNetSAC"
+    if base == "xinet":
+        return class_name, dict(xinet, cost_weight=args.cost_weight)
+    if base == "xinet_time":
+        return class_name, dict(xinet, cost_weight=args.cost_weight, cost_model="time")
+    if base == "dense":
+        return class_name, dict(xinet, cost_weight=0.0, policy_kwargs=dict(gates="none"))
+    if base == "small":
         ofenet_units, actor_units, critic_units = (int(width) for width in args.small_widths.split(","))
         policy_kwargs = dict(
             gates="none",
             ofenet_kwargs=dict(state_units=[ofenet_units] * 6, state_action_units=[ofenet_units] * 6),
             net_arch=dict(pi=[actor_units] * 2, qf=[critic_units] * 2),
         )
-        return "XiNetSAC", dict(xinet, cost_weight=0.0, policy_kwargs=policy_kwargs)
-    raise ValueError(f"Unknown algo {algo!r}: expected sac, dense, xinet, xinet_time or small")
+        return class_name, dict(xinet, cost_weight=0.0, policy_kwargs=policy_kwargs)
+    raise ValueError(f"Unknown algo {algo!r}: expected one of {ALGOS}")
 
 
 def network_size(model: Any) -> tuple[int, dict[str, list[int]]]:
@@ -132,12 +138,13 @@ def train_one(env_id: str, algo: str, seed: int, args: argparse.Namespace) -> st
     """Train (or resume) one run; append its curve rows and final row."""
     import gymnasium as gym
     import torch as th
+    from sb3_contrib import TQC
     from stable_baselines3 import SAC
     from stable_baselines3.common.callbacks import BaseCallback
     from stable_baselines3.common.evaluation import evaluate_policy
     from stable_baselines3.common.monitor import Monitor
 
-    from sb3_xinet import XiNetSAC
+    from sb3_xinet import XiNetSAC, XiNetTQC
 
     th.set_num_threads(args.threads)
     out = Path(args.out)
@@ -156,7 +163,7 @@ def train_one(env_id: str, algo: str, seed: int, args: argparse.Namespace) -> st
     curve = out / "curves" / f"{name}.csv"
     curve.parent.mkdir(parents=True, exist_ok=True)
     class_name, kwargs = algo_kwargs(algo, args)
-    algo_class = SAC if class_name == "SAC" else XiNetSAC
+    algo_class = {"SAC": SAC, "TQC": TQC, "XiNetSAC": XiNetSAC, "XiNetTQC": XiNetTQC}[class_name]
     eval_env = Monitor(gym.make(env_id))
     eval_env.reset(seed=10_000 + seed)
 
@@ -249,9 +256,7 @@ def train_one(env_id: str, algo: str, seed: int, args: argparse.Namespace) -> st
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--envs", nargs="+", default=["Hopper-v5"])
-    parser.add_argument(
-        "--algos", nargs="+", default=["sac", "dense", "xinet"], choices=["sac", "dense", "xinet", "xinet_time", "small"]
-    )
+    parser.add_argument("--algos", nargs="+", default=["sac", "dense", "xinet"], choices=ALGOS)
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--steps", type=int, default=100_000)
     parser.add_argument("--learning-starts", type=int, default=10_000)
@@ -280,30 +285,33 @@ def main() -> None:
     ]
     print(f"{len(todo)} runs to do, {len(finished)} finished in {out}")
     auto = args.small_widths == "auto"
-    run_all([(run, args) for run in todo if not (auto and run[1] == "small")], args.workers)
+    run_all([(run, args) for run in todo if not (auto and run[1].startswith("small"))], args.workers)
     if auto:
-        run_all(small_runs_sized_to_xinet([run for run in todo if run[1] == "small"], args), args.workers)
+        run_all(small_runs_sized_to_xinet([run for run in todo if run[1].startswith("small")], args), args.workers)
 
 
 def small_runs_sized_to_xinet(todo: list[tuple[str, str, int]], args: argparse.Namespace) -> list[tuple]:
-    """The small runs whose env has every XiNetSAC seed finished, each with the widths that match those runs."""
+    """The small runs (``small``, ``small_tqc``) whose env has every seed of the matching XiNet runs (``xinet``,
+    ``xinet_tqc``) finished, each with the widths that match those runs."""
     from small_widths import match_xinet
 
     out = Path(args.out)
     finished = finished_runs(out)
     chosen = json.loads((out / "small_widths.json").read_text()) if (out / "small_widths.json").exists() else {}
     ready = []
-    for env in dict.fromkeys(env for env, _, _ in todo):
-        xinet_seeds = {seed for run_env, algo, seed in finished if run_env == env and algo == "xinet"}
+    for env, small in dict.fromkeys((env, algo) for env, algo, _ in todo):
+        xinet = small.replace("small", "xinet")
+        key = env if small == "small" else f"{env} {small}"
+        xinet_seeds = {seed for run_env, algo, seed in finished if run_env == env and algo == xinet}
         if not {str(seed) for seed in args.seeds} <= xinet_seeds:
-            print(f"{env}: small runs wait until XiNetSAC seeds {args.seeds} have finished", flush=True)
+            print(f"{env}: {small} runs wait until {xinet} seeds {args.seeds} have finished", flush=True)
             continue
-        if env not in chosen:
-            chosen[env] = ",".join(map(str, match_xinet(out, env)[0]))
+        if key not in chosen:
+            chosen[key] = ",".join(map(str, match_xinet(out, env, xinet)[0]))
             (out / "small_widths.json").write_text(json.dumps(chosen, indent=1) + "\n")
-        print(f"{env}: small OFENet-SAC widths {chosen[env]} (ofenet, actor, critic)", flush=True)
-        env_args = argparse.Namespace(**{**vars(args), "small_widths": chosen[env]})
-        ready.extend((run, env_args) for run in todo if run[0] == env)
+        print(f"{env}: {small} widths {chosen[key]} (ofenet, actor, critic)", flush=True)
+        env_args = argparse.Namespace(**{**vars(args), "small_widths": chosen[key]})
+        ready.extend((run, env_args) for run in todo if run[:2] == (env, small))
     return ready
 
 

@@ -16,12 +16,13 @@ from pathlib import Path
 
 from sweep_table import architecture_from_units, final_units
 
-from sb3_xinet import XiNetSAC
+from sb3_xinet import XiNetSAC, XiNetTQC
 
 
-def network_params(env: str, policy_kwargs: dict) -> dict[str, int]:
-    """Parameters per network (ofenet, actor, critic<i>) of an OFENet-SAC built with these policy keywords."""
-    model = XiNetSAC("MlpPolicy", env, buffer_size=1, device="cpu", policy_kwargs=dict(gates="none", **policy_kwargs))
+def network_params(env: str, policy_kwargs: dict, model_class: type = XiNetSAC) -> dict[str, int]:
+    """Parameters per network (ofenet, actor, critic<i>) of an OFENet-SAC (or -TQC) built with these policy
+    keywords."""
+    model = model_class("MlpPolicy", env, buffer_size=1, device="cpu", policy_kwargs=dict(gates="none", **policy_kwargs))
     return {network.name: network.params for network in model.pruning_summary().networks}
 
 
@@ -46,29 +47,38 @@ def closest_width(count, target: float, high: int) -> int:
     return min(candidates, key=lambda width: abs(count(width) - target))
 
 
-def match_xinet(sweep: Path, env: str) -> tuple[tuple[int, int, int], dict[str, float], dict[str, int]]:
-    """(ofenet, actor, critic) widths, XiNetSAC's mean final parameters per network, the small model's."""
+def match_xinet(sweep: Path, env: str, algo: str = "xinet") -> tuple[tuple[int, int, int], dict[str, float], dict[str, int]]:
+    """(ofenet, actor, critic) widths, the XiNet runs' (``algo``: ``xinet`` or ``xinet_tqc``) mean final
+    parameters per network, the small model's."""
+    model_class = XiNetTQC if algo.endswith("_tqc") else XiNetSAC
     with (sweep / "runs.csv").open(newline="") as handle:
-        runs = [row for row in csv.DictReader(handle) if row["env"] == env and row["algo"] == "xinet"]
+        runs = [row for row in csv.DictReader(handle) if row["env"] == env and row["algo"] == algo]
     if not runs:
-        raise ValueError(f"no finished XiNetSAC run of {env} in {sweep / 'runs.csv'}")
-    counts = [network_params(env, dict(architecture=architecture_from_units(final_units(sweep, run)))) for run in runs]
+        raise ValueError(f"no finished {algo} run of {env} in {sweep / 'runs.csv'}")
+    counts = [
+        network_params(env, dict(architecture=architecture_from_units(final_units(sweep, run))), model_class) for run in runs
+    ]
     target = {name: statistics.mean(count[name] for count in counts) for name in counts[0]}
     critics = [name for name in target if name not in ("ofenet", "actor")]  # the networks critic0, critic1 ...
     critic_target = statistics.mean(target[name] for name in critics)
-    ofenet = closest_width(lambda w: network_params(env, small_kwargs(w, 1, 1))["ofenet"], target["ofenet"], 40)
-    actor = closest_width(lambda w: network_params(env, small_kwargs(ofenet, w, 1))["actor"], target["actor"], 256)
-    critic = closest_width(lambda w: network_params(env, small_kwargs(ofenet, 1, w))[critics[0]], critic_target, 256)
-    return (ofenet, actor, critic), target, network_params(env, small_kwargs(ofenet, actor, critic))
+
+    def count(ofenet: int, actor: int, critic: int) -> dict[str, int]:
+        return network_params(env, small_kwargs(ofenet, actor, critic), model_class)
+
+    ofenet = closest_width(lambda w: count(w, 1, 1)["ofenet"], target["ofenet"], 40)
+    actor = closest_width(lambda w: count(ofenet, w, 1)["actor"], target["actor"], 256)
+    critic = closest_width(lambda w: count(ofenet, 1, w)[critics[0]], critic_target, 256)
+    return (ofenet, actor, critic), target, count(ofenet, actor, critic)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("sweep", type=Path)
     parser.add_argument("--env", default="Hopper-v5")
+    parser.add_argument("--algo", default="xinet", choices=["xinet", "xinet_tqc"])
     args = parser.parse_args()
-    widths, target, small = match_xinet(args.sweep, args.env)
-    print(f"XiNetSAC final parameters on {args.env}, mean over its finished seeds:")
+    widths, target, small = match_xinet(args.sweep, args.env, args.algo)
+    print(f"{args.algo} final parameters on {args.env}, mean over its finished seeds:")
     for name, value in target.items():
         print(f"  {name}: {value:,.0f} (small: {small[name]:,})")
     print(f"  total: {sum(target.values()):,.0f} (small: {sum(small.values()):,})")
