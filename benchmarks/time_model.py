@@ -15,14 +15,14 @@ import numpy as np
 import torch as th
 
 from sb3_xinet import XiNetSAC
-from sb3_xinet.time_cost import TimeCalibration, fit, measure, spearman
+from sb3_xinet.time_cost import TimeCalibration, anchor, fit, measure, spearman
 
 
 def validate(env_id: str, fit_shapes: int, test_shapes: int, device: str, seed: int = 0) -> dict:
     """Fit on ``fit_shapes`` shapes (seed ``seed``), predict ``test_shapes`` others (seed ``seed + 1``)."""
     model = XiNetSAC("MlpPolicy", env_id, cost_weight=0.0, device=device)
     features, times = measure(model, fit_shapes, seed)
-    coef = fit(features, times)
+    coef = anchor(fit(features, times), features, times)  # as calibrate() does
     held_features, held_times = measure(model, test_shapes, seed + 1)
     held_features, held_times = held_features[1:], held_times[1:]  # the first shape (unpruned) was in the fit
     predicted = held_features @ coef

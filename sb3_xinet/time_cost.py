@@ -20,7 +20,8 @@ whose theta is charged the layer's whole time (its units' and its fixed part) an
 
 The four coefficients are measured, not guessed (:func:`calibrate`): when the model is built, a few dense
 OFENet-SACs of random shapes run their training step on the model's device, and the coefficients are fitted to
-their fastest times (non-negative least squares on relative errors). They are saved with the model and can be
+their fastest times (non-negative least squares on relative errors), the fixed time anchored so that the
+unpruned step is predicted at its measured time (:func:`anchor`). They are saved with the model and can be
 passed in (``time_calibration``), e.g. to reuse one calibration across seeds so that runs are reproducible. The
 penalty divides ``T`` by its value for the unpruned network, so ``c`` keeps its meaning (relative cost against
 relative loss), and a machine uniformly slower or faster than the one calibrated on prices units the same.
@@ -241,10 +242,25 @@ def measure(model: "XiNetAlgorithm", shapes: int, seed: int) -> tuple[np.ndarray
     return np.array([work(twin.policy) for twin in twins]), times
 
 
+def anchor(coef: np.ndarray, features: np.ndarray, times: np.ndarray) -> np.ndarray:
+    """``coef`` with its fixed time set so that the first shape (the unpruned one) is predicted at its measured
+    time (not below 0).
+
+    The fixed time only enters the penalty through ``T0``, the unpruned step's time that normalises it, and it is
+    the least well identified coefficient: the actor's and the critics' layers are always there, so their
+    per-layer time and the fixed time trade off freely in the fit (two calibrations of one model gave 0 and 5 ms).
+    Anchored, ``T0`` is the measured time of the unpruned step, and ``c`` the same from one calibration to the next.
+    """
+    anchored = coef.copy()
+    anchored[-1] = max(0.0, float(times[0] - features[0, :-1] @ coef[:-1]))
+    return anchored
+
+
 def calibrate(model: "XiNetAlgorithm", shapes: int = 8, seed: int = 0) -> TimeCalibration:
     """Measure the step time of ``shapes`` dense models shaped like ``model`` (its unpruned shapes and random
-    shrinks of them) on its device, and fit the coefficients (a few seconds on a CPU)."""
+    shrinks of them) on its device, fit the coefficients (a few seconds on a CPU) and anchor the fixed time to
+    the unpruned step's."""
     features, times = measure(model, shapes, seed)
-    coef = fit(features, times)
+    coef = anchor(fit(features, times), features, times)
     values = dict(zip(COEFFICIENTS, coef.tolist(), strict=True))
     return TimeCalibration(**values, batch_size=int(model.batch_size), device=str(model.device))

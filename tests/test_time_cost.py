@@ -7,7 +7,7 @@ import torch.nn.functional as F
 
 from sb3_xinet import XiNetSAC
 from sb3_xinet.nets import GatedDenseNet
-from sb3_xinet.time_cost import PASSES, TimeCalibration, calibrate, fit, measure, spearman
+from sb3_xinet.time_cost import PASSES, TimeCalibration, anchor, calibrate, fit, measure, spearman
 from tests.helpers import PRUNING, make_model
 from tests.test_pruning_end import mean_gate_outputs
 
@@ -92,7 +92,7 @@ def test_the_calibrated_model_predicts_step_times_of_shapes_it_was_not_fitted_on
     in the median."""
     model = XiNetSAC("MlpPolicy", "Pendulum-v1", cost_weight=0.0)  # the default sizes: 6 x 40 OFENet, 256-256 heads
     features, times = measure(model, shapes=6, seed=0)
-    coef = fit(features, times)
+    coef = anchor(fit(features, times), features, times)  # as calibrate() does
     held_features, held_times = measure(model, shapes=7, seed=1)
     predicted = held_features[1:] @ coef
     errors = np.abs(predicted - held_times[1:]) / held_times[1:]
@@ -173,3 +173,16 @@ def test_calibrate_returns_a_calibration_for_the_models_batch_and_device():
     calibration = calibrate(model, shapes=4)
     assert calibration.batch_size == PRUNING["batch_size"] and calibration.device == "cpu"
     assert calibration.per_mac + calibration.per_unit + calibration.per_layer > 0
+
+
+def test_the_fixed_time_is_anchored_to_the_unpruned_steps_measured_time():
+    """The fit may put the heads' constant layer time in ``per_layer`` or in ``fixed``; anchored, the unpruned
+    shape (the first) is predicted at its measured time either way, so T0, the penalty's normaliser, is measured."""
+    features = np.array([[4e6, 2e4, 60.0, 1.0], [1e6, 8e3, 30.0, 1.0], [2e6, 1e4, 40.0, 1.0]])
+    times = np.array([0.027, 0.008, 0.013])
+    for coef in (np.array([5e-9, 1e-7, 4e-5, 0.0]), np.array([5e-9, 0.0, 1e-5, 5e-3])):
+        anchored = anchor(coef, features, times)
+        assert features[0] @ anchored == pytest.approx(times[0])
+        np.testing.assert_array_equal(anchored[:-1], coef[:-1])
+    # a fit that already over-predicts the unpruned step keeps a fixed time of 0, never a negative one
+    assert anchor(np.array([1e-8, 0.0, 0.0, 0.0]), features, times)[-1] == 0.0
