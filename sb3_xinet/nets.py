@@ -156,8 +156,9 @@ class GatedLayer(nn.Module):
     def expected_cost(self, expected_in: th.Tensor, price: LayerPrice = parameter_price) -> tuple[th.Tensor, th.Tensor]:
         """(expected cost, expected number of active units) given the expected input width."""
         width = self.gate.theta.sum() if self.gate is not None else th.as_tensor(float(self.n_units))
-        width = width * self.presence()
-        return price(expected_in, width, self.presence(), 2 if self.bn is not None else 0), width
+        present = self.presence()
+        width = width * present
+        return price(expected_in, width, present, 2 if self.bn is not None else 0), width
 
     def remove_units(self, units: Sequence[int], optimizers: Optimizers = ()) -> None:
         """Remove output units (weight rows, bias, BN entries, theta); consumers are the caller's business."""

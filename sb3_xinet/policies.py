@@ -229,7 +229,6 @@ class XiNetCritic(BaseModel):
     ) -> None:
         super().__init__(observation_space, action_space, normalize_images=normalize_images)
         self._ofenet = (ofenet,)
-        self.n_outputs = n_outputs
         self.q_networks = nn.ModuleList(
             QNetwork(ofenet.state_action_features_dim, units, activation_fn, gated, estimator, n_outputs) for units in net_arch
         )
@@ -390,10 +389,22 @@ class XiNetPolicy(BasePolicy):
             **self._head_kwargs(),
         )
 
+    @property
+    def critic_outputs(self) -> int:
+        """Values per critic: one Q-value (a distributional policy gives more)."""
+        return 1
+
     def make_critic(self, net_arch: list[list[int]]) -> XiNetCritic:
-        """The critics on this policy's OFENet, one list of hidden units per critic; one Q-value each (a
-        distributional policy overrides this to give its critics more outputs)."""
-        return XiNetCritic(self.observation_space, self.action_space, self.ofenet, net_arch, **self._head_kwargs())
+        """The critics on this policy's OFENet, one list of hidden units per critic, ``critic_outputs`` values
+        each."""
+        return XiNetCritic(
+            self.observation_space,
+            self.action_space,
+            self.ofenet,
+            net_arch,
+            n_outputs=self.critic_outputs,
+            **self._head_kwargs(),
+        )
 
     def _get_constructor_parameters(self) -> dict[str, Any]:
         data = super()._get_constructor_parameters()
@@ -576,11 +587,10 @@ class XiNetTQCPolicy(XiNetPolicy):
         self.n_quantiles = check_int("n_quantiles", n_quantiles, 1)
         super().__init__(*args, n_critics=n_critics, **kwargs)
 
-    def make_critic(self, net_arch: list[list[int]]) -> XiNetCritic:
-        """The quantile critics: one list of hidden units per critic, ``n_quantiles`` outputs each."""
-        return XiNetCritic(
-            self.observation_space, self.action_space, self.ofenet, net_arch, n_outputs=self.n_quantiles, **self._head_kwargs()
-        )
+    @property
+    def critic_outputs(self) -> int:
+        """The quantiles of each critic."""
+        return self.n_quantiles
 
     def _get_constructor_parameters(self) -> dict[str, Any]:
         data = super()._get_constructor_parameters()

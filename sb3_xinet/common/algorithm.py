@@ -365,7 +365,7 @@ class XiNetAlgorithm:
         reinforce = policy.gate_estimator == "reinforce" and self.cost_active
         actor_params = [param for param in actor.parameters() if param.requires_grad]
         critic_params = [param for param in critic.parameters() if param.requires_grad]
-        critic_losses = [entry.loss for entry in policy.heads() if entry.role == "critic"]
+        critic_losses = self._critic_loss_names()
         critic_weights, critic_thetas, target_weights, target_thetas = policy.critic_parameters()
         # the loss scales serve the cost gradient: not measured once pruning is off for good
         measure = self.cost_weight > 0 and not self.pruning_ended
@@ -443,6 +443,10 @@ class XiNetAlgorithm:
         if self.device.type == "cpu" or len(logs["critic"]) >= FLUSH_STEPS:
             self._flush_train_logs()
 
+    def _critic_loss_names(self) -> list[str]:
+        """The loss-scale keys of the critics, in the order of their outputs."""
+        return [entry.loss for entry in self.policy.heads() if entry.role == "critic"]
+
     def _flush_train_logs(self) -> None:
         """Log the means of the losses since the last flush and update the loss scales with their values, step by
         step: one host synchronisation in all.
@@ -459,7 +463,7 @@ class XiNetAlgorithm:
         means = th.stack([th.stack(logs[name]).float().mean() for name in names])
         values = dict(zip(names, means.tolist(), strict=True))
         if scales:
-            scale_names = [*(entry.loss for entry in self.policy.heads() if entry.role == "critic"), "actor", "aux"]
+            scale_names = [*self._critic_loss_names(), "actor", "aux"]
             for row in th.stack(scales).tolist():
                 for name, value in zip(scale_names, row, strict=True):
                     self.loss_scales[name].update(value)
