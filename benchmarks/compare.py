@@ -4,7 +4,8 @@ Every run is one (env, algo, seed) at a budget of ``--steps`` env steps. During 
 ``--eval-freq`` steps with the deterministic policy (``--eval-episodes`` episodes) and one row is appended to
 ``<out>/curves/<env>_<algo>_<seed>.csv``: return, parameters (OFENet + actor + critics), units alive per layer, env steps per
 second since the previous evaluation (evaluation excluded). The final evaluation (``--final-episodes``
-episodes) appends one row to ``<out>/runs.csv``. Both files are written as soon as each row is known.
+episodes) appends one row to ``<out>/runs.csv``. Both files are written as soon as each row is known; the final
+model is kept as ``<out>/<env>_<algo>_<seed>.zip``.
 
 Resumable: a finished run (a row in runs.csv) is skipped; an unfinished one restarts from its last checkpoint
 (model and replay buffer, saved at every evaluation under ``<out>/checkpoints/``, not committed), and
@@ -30,6 +31,7 @@ import json
 import multiprocessing
 import os
 import platform
+import shutil
 import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -228,6 +230,7 @@ def train_one(env_id: str, algo: str, seed: int, args: argparse.Namespace) -> st
     if model.num_timesteps < args.steps:
         return f"{name}: paused at step {model.num_timesteps} (end of the slice), resumable"
     final = callback.evaluate(args.final_episodes)
+    shutil.copyfile(checkpoint / "model.zip", out / f"{name}.zip")
     params, _ = network_size(model)
     initial = sum(model.initial_params.values()) if hasattr(model, "initial_params") else params
     append_row(

@@ -22,6 +22,7 @@ to a removal lose the same entries of their per-parameter state (:mod:`sb3_xinet
 """
 
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 import torch as th
 import torch.nn.functional as F
@@ -46,6 +47,24 @@ BN_MOMENTUM = 0.01
 BN_EPS = 1e-3
 # float32 rounding of sum(theta) after the projection onto sum(theta) >= 1
 FLOOR_TOLERANCE = 1e-5
+
+
+class BatchNorm(nn.BatchNorm1d):
+    """OFENet's BatchNorm (Keras defaults: momentum 0.99, eps 1e-3) without the step counter.
+
+    ``num_batches_tracked`` is read only with ``momentum=None``; with a fixed momentum it is a counter nobody
+    reads. It is not kept, so that the policy's state dict holds float tensors only, which SB3's policy tests and
+    users' code (e.g. ``th.rand_like`` over a state dict) assume. A counter in a state dict saved before is dropped.
+    """
+
+    def __init__(self, n_units: int) -> None:
+        super().__init__(n_units, momentum=BN_MOMENTUM, eps=BN_EPS)
+        self.register_buffer("num_batches_tracked", None)
+
+    def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any, **kwargs: Any) -> None:
+        state_dict.pop(prefix + "num_batches_tracked", None)
+        # nn.Module's loader, not _NormBase's: that one adds the counter back for state dicts without a version
+        nn.Module._load_from_state_dict(self, state_dict, prefix, *args, **kwargs)
 
 
 def check_units(units: Sequence[int], what: str, allow_empty: bool) -> list[int]:
@@ -105,7 +124,7 @@ class GatedLayer(nn.Module):
     ) -> None:
         super().__init__()
         self.linear = nn.Linear(in_features, n_units)
-        self.bn = nn.BatchNorm1d(n_units, momentum=BN_MOMENTUM, eps=BN_EPS) if batch_norm else None
+        self.bn = BatchNorm(n_units) if batch_norm else None
         self.activation = activation_fn()
         self.gate = BernoulliGate(n_units, estimator, keep_one) if gated else None
         self.layer_gate = BernoulliGate(1, estimator) if gated and layer_gate else None

@@ -85,6 +85,22 @@ def test_loaded_model_evaluates(pruned):
     assert np.isfinite(mean_reward)
 
 
+def test_the_policy_state_dict_holds_floats_and_loads_counters_of_older_saves(pruned):
+    """SB3's policy tests randomize every state-dict entry with ``th.rand_like`` (floats only); BatchNorm's step
+    counter is not kept, and a state dict that still has it (saved before) loads, with or without its version."""
+    model, _ = pruned
+    state = model.policy.state_dict()
+    assert all(value.is_floating_point() for value in state.values())
+    bn_prefixes = {key.rsplit(".", 1)[0] for key in state if key.endswith(".running_var")}
+    assert bn_prefixes
+    older = {**{f"{prefix}.num_batches_tracked": th.tensor(7) for prefix in bn_prefixes}, **state}
+    before, _ = model.predict(observations(), deterministic=True)
+    model.policy.load_state_dict(older)
+    model.policy.load_state_dict({key: value + 0 for key, value in older.items()})  # a plain dict: no version
+    after, _ = model.predict(observations(), deterministic=True)
+    np.testing.assert_array_equal(after, before)
+
+
 class RecordUnits(XiNetPruningCallback):
     """The default pruning callback, also recording the units alive after every step."""
 

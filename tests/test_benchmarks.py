@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from sb3_xinet import XiNetSAC
+
 BENCHMARKS = Path(__file__).parents[1] / "benchmarks"
 TINY = ["--envs", "Pendulum-v1", "--steps", "300", "--learning-starts", "100", "--ofenet-pretrain-steps", "20"]
 TINY += ["--eval-freq", "100", "--eval-episodes", "1", "--final-episodes", "1", "--workers", "1"]
@@ -50,6 +52,8 @@ def test_a_sliced_sweep_resumes_from_its_checkpoint_and_skips_finished_runs(tmp_
     assert [row["step"] for row in rows(curve)] == ["100", "200", "300", "300"]  # the last one: final evaluation
     (run,) = rows(out / "runs.csv")
     assert (run["algo"], run["steps"], run["params"]) == ("xinet", "300", rows(curve)[-1]["params"])
+    final = XiNetSAC.load(out / "Pendulum-v1_xinet_0.zip", device="cpu")  # the final model is kept
+    assert (final.num_timesteps, final.pruning_summary().params) == (300, int(run["params"]))
 
     assert "0 runs to do, 1 finished" in compare(out, "--algos", "xinet", "--seeds", "0")
     assert len(rows(out / "runs.csv")) == 1

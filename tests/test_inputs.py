@@ -10,7 +10,7 @@ from stable_baselines3 import SAC
 from stable_baselines3.common.envs import FakeImageEnv, SimpleMultiObsEnv
 from stable_baselines3.common.torch_layers import FlattenExtractor, NatureCNN
 
-from sb3_xinet import XiNetPruningCallback, XiNetSAC
+from sb3_xinet import PrunedShapeError, XiNetPruningCallback, XiNetSAC
 from tests.helpers import make_model
 
 
@@ -124,5 +124,16 @@ def test_log_std_init_sets_the_initial_action_spread(tmp_path):
 
 def test_parameters_of_a_differently_pruned_model_are_refused_clearly(model_class):
     pruned = make_model(model_class=model_class).learn(400)
-    with pytest.raises(ValueError, match="do not fit this model's networks"):
+    with pytest.raises(PrunedShapeError, match="do not fit this model's networks") as error:
         make_model(model_class=model_class).set_parameters(pruned.get_parameters())
+    # a ValueError as every bad input, and the RuntimeError SB3's set_parameters raises for a misfit state dict
+    assert isinstance(error.value, ValueError) and isinstance(error.value, RuntimeError)
+
+
+def test_missing_parameters_raise_torchs_error_as_in_sb3(model_class):
+    model = make_model(model_class=model_class)
+    params = model.get_parameters()
+    params["policy"].popitem()
+    with pytest.raises(RuntimeError, match="Missing key") as error:
+        model.set_parameters(params, exact_match=True)
+    assert not isinstance(error.value, PrunedShapeError)

@@ -57,19 +57,32 @@ def test_from_an_env_id_builds_the_hopper_networks():
     assert model.policy.critic.q_networks[0].latent.in_features == 11 + 240 + 3 + 240
 
 
-def test_a_configured_callback_replaces_the_default():
+def test_a_configured_callback_replaces_the_default(tmp_path):
     model = make_model(pruning_start=10**6)
     callback = XiNetPruningCallback(pruning_start=150, prune_freq=25)
-    model.learn(STEPS, callback=CallbackList([CheckpointCallback(10**6, "unused"), callback]))
+    model.learn(STEPS, callback=CallbackList([CheckpointCallback(10**6, str(tmp_path)), callback]))
     summary = model.pruning_summary()
     assert summary.params < summary.initial_params
     assert all(150 <= step <= STEPS for step, _ in callback.removals)
     removed = sum(len(units) for _, blocks in callback.removals for layers in blocks.values() for units in layers.values())
     assert removed == summary.initial_units - summary.units
 
-    default = with_pruning_callback([CheckpointCallback(10**6, "unused")])
+    default = with_pruning_callback([CheckpointCallback(10**6, str(tmp_path))])
     assert sum(isinstance(item, CallbackClass) for item in default) == 1
     assert with_pruning_callback(callback) is callback
+
+
+def test_a_callback_list_keeps_the_rollout_locals_beside_the_default_pruning(tmp_path):
+    """The user's CallbackList object itself sees the rollout's locals (as SB3's callback tests ask), and the
+    default pruning callback still runs beside it."""
+    model = make_model()
+    checkpoint = CheckpointCallback(10**6, str(tmp_path))
+    callbacks = CallbackList([checkpoint])
+    model.learn(STEPS, callback=callbacks)
+    assert model.env.observation_space.contains(callbacks.locals["new_obs"][0])
+    assert checkpoint.locals["new_obs"] is callbacks.locals["new_obs"]
+    summary = model.pruning_summary()
+    assert summary.params < summary.initial_params
 
 
 def test_before_pruning_xinet_is_dense_ofenet_sac():
@@ -125,7 +138,7 @@ def test_gate_options(gates, estimator, model_class):
         assert any(network.units < network.initial_units for network in heads)
 
 
-def test_a_plain_function_callback_is_wrapped_as_sb3_does():
+def test_a_plain_function_callback_is_wrapped_as_sb3_does(tmp_path):
     """SB3 accepts a function ``(locals, globals) -> bool`` as callback, alone or in a list."""
     calls = []
 
@@ -136,5 +149,5 @@ def test_a_plain_function_callback_is_wrapped_as_sb3_does():
     model = make_model(pruning_start=10**6)
     model.learn(50, callback=count_steps)
     assert len(calls) == 50
-    model.learn(30, callback=[count_steps, CheckpointCallback(10**6, "unused")])
+    model.learn(30, callback=[count_steps, CheckpointCallback(10**6, str(tmp_path))])
     assert len(calls) == 80

@@ -94,6 +94,11 @@ def check_pruning_arguments(**kwargs: Any) -> dict[str, Any]:
     return checked
 
 
+class PrunedShapeError(ValueError, RuntimeError):
+    """Parameters whose shapes do not fit the model's (pruned) networks. A ValueError, as every bad input here,
+    and a RuntimeError, what SB3's ``set_parameters`` raises for a state dict that does not fit."""
+
+
 class XiNetAlgorithm:
     """The XiNet part of an off-policy actor-critic algorithm on a gated OFENet (mix it in before SB3's ``SAC`` or
     sb3-contrib's ``TQC``): the arguments and pruning state, OFENet's pre-training and aux steps, the cost
@@ -508,13 +513,14 @@ class XiNetAlgorithm:
 
     def set_parameters(self, load_path_or_dict: Any, exact_match: bool = True, device: th.device | str = "auto") -> None:
         """SB3's ``set_parameters``; parameters of other shapes (e.g. of a model pruned differently) raise a
-        ValueError that says so, not torch's state-dict error."""
+        :class:`PrunedShapeError` that says so, not torch's size-mismatch list. Missing or unexpected names raise
+        torch's RuntimeError, as in SB3."""
         try:
             super().set_parameters(load_path_or_dict, exact_match, device)  # type: ignore[misc]
         except RuntimeError as error:
-            if "state_dict" not in str(error):
+            if "size mismatch" not in str(error):
                 raise
-            raise ValueError(
+            raise PrunedShapeError(
                 "These parameters do not fit this model's networks: pruning gives every model its own shapes. Load the "
                 f"saved model with {type(self).__name__}.load, which rebuilds its pruned shapes."
             ) from error
@@ -581,8 +587,8 @@ class XiNetAlgorithm:
 
 
 def with_pruning_callback(callback: MaybeCallback) -> MaybeCallback:
-    """The user's callbacks (plain functions wrapped as SB3 does), plus a default :class:`XiNetPruningCallback`
-    unless one of them is one.
+    """The user's callback(s) (plain functions wrapped as SB3 does), plus a default :class:`XiNetPruningCallback`
+    unless one of them, at any depth of a :class:`CallbackList`, is one.
 
     :raises ValueError: for the RL Zoo's ``ParallelTrainCallback``, which trains a copy of the model loaded as a
         plain SAC in another thread: pruning either copy would change the shapes the other one syncs.
@@ -605,8 +611,10 @@ def with_pruning_callback(callback: MaybeCallback) -> MaybeCallback:
                 "thread and copies its weights back, and pruning changes the networks' shapes while they train."
             )
     if any(isinstance(item, XiNetPruningCallback) for item in callbacks):
-        return callback if isinstance(callback, BaseCallback) else callbacks
-    return [*callbacks, XiNetPruningCallback()]
+        return callback
+    # the user's callback objects stay as given (a CallbackList keeps seeing the rollout's locals, as in SB3)
+    given = callback if isinstance(callback, list) else [] if callback is None else [callback]
+    return [item if isinstance(item, BaseCallback) else ConvertCallback(item) for item in given] + [XiNetPruningCallback()]
 
 
 def sample_one_step(buffer: ReplayBuffer, batch_size: int, env: VecNormalize | None) -> ReplayBufferSamples:
