@@ -67,7 +67,7 @@ class XiNetSAC(XiNetAlgorithm, SAC):
         cost_model: str = "params",
         time_calibration: TimeCalibration | dict[str, Any] | None = None,
         prune_threshold: float = 1e-3,
-        ofenet_pretrain_steps: int = 10_000,
+        ofenet_pretrain_steps: int | None = None,
         pruning_start: int | None = None,
         pruning_end: int | None = None,
         prune_freq: int = 1000,

@@ -60,6 +60,18 @@ def test_bad_hyperparameters(kwargs, name, model_class):
         model_class("MlpPolicy", "Pendulum-v1", **kwargs)
 
 
+def test_ofenet_pretrains_one_aux_step_per_warm_up_transition_by_default(model_class, monkeypatch):
+    """As OFENet (10,000 aux steps on 10,000 random transitions), also when ``learning_starts`` is set alone."""
+    assert model_class("MlpPolicy", "Pendulum-v1", buffer_size=100).ofenet_pretrain_steps == 10_000
+    model = model_class("MlpPolicy", "Pendulum-v1", learning_starts=60, gradient_steps=1, buffer_size=1000)
+    aux_steps = []
+    aux_step = model._aux_step
+    monkeypatch.setattr(model, "_aux_step", lambda *args: aux_steps.append(args) or aux_step(*args))
+    model.learn(61)
+    assert model.ofenet_pretrain_steps == 60
+    assert len(aux_steps) == 60 + 1  # the pretraining, then one aux step with the first SAC step
+
+
 @pytest.mark.parametrize("kwargs", [dict(use_sde=True), dict(use_sde_at_warmup=True), dict(use_sde=True, sde_sample_freq=4)])
 def test_gsde_is_refused_with_a_clear_message(kwargs, model_class):
     with pytest.raises(ValueError, match="does not support gSDE"):

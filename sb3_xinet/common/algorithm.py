@@ -121,7 +121,8 @@ class XiNetAlgorithm:
         its ``to_dict()``, e.g. another model's ``time_calibration``); None measures them when the model is built
         (a few seconds). Saved with the model.
     :param prune_threshold: a unit whose theta is at or below this value is removed, in [0, 1]
-    :param ofenet_pretrain_steps: aux-loss steps on the warm-up data before the first RL update
+    :param ofenet_pretrain_steps: aux-loss steps on the warm-up data before the first RL update (default:
+        ``learning_starts``, one per warm-up transition, as OFENet's 10,000 steps on 10,000 random ones)
     :param pruning_start: env step at which the regularizer and pruning start (default: ``learning_starts``
         + 10,000, so that the heads have learned and the loss scales are measured first)
     :param pruning_end: env step at which pruning ends (default: ``pruning_start`` + 80,000): a last removal,
@@ -146,6 +147,8 @@ class XiNetAlgorithm:
                 "action_noise)."
             )
         xinet = {name: arguments[name] for name in XINET_ARGUMENTS}
+        if xinet["ofenet_pretrain_steps"] is None:
+            xinet["ofenet_pretrain_steps"] = algorithm["learning_starts"]
         if xinet["pruning_start"] is None:
             xinet["pruning_start"] = algorithm["learning_starts"] + 10_000
         checked = check_pruning_arguments(**xinet, learning_starts=algorithm["learning_starts"])
