@@ -3,7 +3,7 @@
 import os
 
 from sb3_xinet.callbacks import XiNetPruningCallback
-from sb3_xinet.common.algorithm import PrunedShapeError
+from sb3_xinet.common.errors import PrunedShapeError, UnsupportedSpaceError
 from sb3_xinet.cost import LossScale, cost_penalty, count_parameters
 from sb3_xinet.gates import BernoulliGate, score_function_loss
 from sb3_xinet.nets import GatedDenseNet, GatedLayer, GatedMLP
@@ -28,6 +28,7 @@ __all__ = [
     "PrunedShapeError",
     "PruningSummary",
     "TimeCalibration",
+    "UnsupportedSpaceError",
     "XiNetPolicy",
     "XiNetPruningCallback",
     "XiNetSAC",

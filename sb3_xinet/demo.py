@@ -25,7 +25,7 @@ from sb3_xinet.xinet_sac import XiNetSAC
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--env", default="Pendulum-v1", help="a Gymnasium env id with 1-D Box spaces")
+    parser.add_argument("--env", default="Pendulum-v1", help="a Gymnasium env id with Box actions")
     parser.add_argument("--steps", type=int, default=3000, help="env steps of the whole run")
     parser.add_argument("--cost-weight", type=float, default=2.0, help="c, the one regularization knob")
     parser.add_argument("--threads", type=int, default=1, help="torch threads")

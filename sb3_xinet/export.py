@@ -2,7 +2,9 @@
 TorchScript and ONNX.
 
 The exported network maps a batch of float32 observations to the actions ``model.predict(obs,
-deterministic=True)`` returns (squashed by tanh and rescaled to the action space's bounds). It is built from
+deterministic=True)`` returns (squashed by tanh and rescaled to the action space's bounds). Observations and
+actions are flat vectors: for spaces other than a 1-D Box, the observation as SB3 preprocesses it (flattened,
+one-hot for Discrete / MultiDiscrete) and the action before its reshape to the action space's shape. It is built from
 plain torch modules: each BatchNorm (running statistics) is folded into the linear layer before it, and a gate
 scales its unit by theta (the deterministic rule), a product left out where every theta is 1. The files run
 with torch alone (TorchScript) or with ONNX Runtime alone (ONNX); neither needs SB3 or sb3_xinet.
@@ -26,6 +28,7 @@ from torch import nn
 
 from sb3_xinet.common.algorithm import XiNetAlgorithm
 from sb3_xinet.nets import GatedLayer
+from sb3_xinet.ofenet import observation_dim
 from sb3_xinet.xinet_sac import XiNetSAC
 from sb3_xinet.xinet_tqc import XiNetTQC
 
@@ -106,8 +109,8 @@ def deterministic_actor(model: XiNetAlgorithm) -> DeterministicActor:
         [export_layer(layer) for layer in policy.ofenet.state.layers],
         [export_layer(layer) for layer in policy.actor.latent_pi.layers],
         mu,
-        th.as_tensor(space.low, dtype=th.float32),
-        th.as_tensor(space.high, dtype=th.float32),
+        th.as_tensor(space.low, dtype=th.float32).flatten(),
+        th.as_tensor(space.high, dtype=th.float32).flatten(),
     )
     return actor.cpu().eval()
 
@@ -116,7 +119,7 @@ def export(model: XiNetAlgorithm | str | Path, out: str | Path, onnx: bool = Tru
     """Write ``<out>.pt`` (TorchScript) and, if ``onnx``, ``<out>.onnx``; return the paths written."""
     if not isinstance(model, XiNetAlgorithm):
         model = load_model(model)
-    return save_actor(deterministic_actor(model), model.observation_space.shape[0], out, onnx)
+    return save_actor(deterministic_actor(model), observation_dim(model.observation_space), out, onnx)
 
 
 def save_actor(actor: nn.Module, obs_dim: int, out: str | Path, onnx: bool = True) -> dict[str, Path]:
@@ -165,7 +168,7 @@ def main() -> None:
     model = load_model(args.model)
     paths = export(model, args.out, onnx=not args.no_onnx)
     params = sum(p.numel() for p in deterministic_actor(model).parameters())
-    obs = th.zeros(1, model.observation_space.shape[0])
+    obs = th.zeros(1, observation_dim(model.observation_space))
     scripted = th.jit.load(str(paths["torchscript"]))
     print(f"exported actor: {params:,} parameters (BatchNorm folded)")
     with th.no_grad():

@@ -20,9 +20,11 @@ from weakref import ReferenceType, ref
 import torch as th
 import torch.nn.functional as F
 from gymnasium import spaces
+from stable_baselines3.common.preprocessing import get_action_dim, get_flattened_obs_dim, is_image_space, preprocess_obs
 from torch import nn
 
 from sb3_xinet.common.checks import check_int
+from sb3_xinet.common.errors import UnsupportedSpaceError
 from sb3_xinet.cost import Pricing, parameter_pricing
 from sb3_xinet.gates import GateEstimator
 from sb3_xinet.nets import GatedDenseNet, Optimizers, check_units, remove_input_columns, scale_input_columns
@@ -31,13 +33,32 @@ Branch = Literal["state", "state_action"]
 BRANCHES: tuple[Branch, ...] = ("state", "state_action")
 
 
-def check_box_space(space: spaces.Space, what: str) -> int:
-    """Return the dimension of a 1-D Box space, or raise a ValueError naming what is unsupported."""
+def observation_dim(space: spaces.Space) -> int:
+    """Length of the vector OFENet reads for an observation space: SB3's preprocessing, flattened (a Box as it
+    is, Discrete / MultiDiscrete as one-hot codes, MultiBinary as 0/1). Images and Dict spaces are refused."""
+    if isinstance(space, spaces.Box) and is_image_space(space, check_channels=False):
+        raise UnsupportedSpaceError(
+            f"OFENet reads a feature vector, not images: got the image observation space {space}. Use an "
+            "algorithm with a CNN policy, or observe a feature vector."
+        )
+    if not isinstance(space, (spaces.Box, spaces.Discrete, spaces.MultiDiscrete, spaces.MultiBinary)):
+        raise UnsupportedSpaceError(
+            f"OFENet reads a flat observation vector (Box, Discrete, MultiDiscrete or MultiBinary observation "
+            f"spaces), got {space}. Flatten Dict observations first (gymnasium.wrappers.FlattenObservation)."
+        )
+    return get_flattened_obs_dim(space)
+
+
+def action_dim(space: spaces.Space) -> int:
+    """Length of the flat action vector of a Box action space (SAC and TQC act in continuous spaces)."""
     if not isinstance(space, spaces.Box):
-        raise ValueError(f"OFENet needs a 1-D Box {what} space, got {space}")
-    if len(space.shape) != 1:
-        raise ValueError(f"OFENet needs a 1-D Box {what} space, got shape {space.shape}")
-    return int(space.shape[0])
+        raise UnsupportedSpaceError(f"XiNet algorithms need a Box action space (continuous actions), got {space}")
+    return get_action_dim(space)
+
+
+def flat_observations(obs: th.Tensor | dict, space: spaces.Space, normalize_images: bool = True) -> th.Tensor:
+    """A batch of observations as OFENet reads them: SB3's preprocessing, float32, flattened to (batch, dim)."""
+    return preprocess_obs(obs, space, normalize_images=normalize_images).float().flatten(1)  # type: ignore[union-attr]
 
 
 class OFENet(nn.Module):
@@ -93,8 +114,8 @@ class OFENet(nn.Module):
 
     @classmethod
     def from_spaces(cls, observation_space: spaces.Space, action_space: spaces.Space, **kwargs: Any) -> "OFENet":
-        """Build from Gymnasium spaces; only 1-D Box observation and action spaces are supported."""
-        return cls(check_box_space(observation_space, "observation"), check_box_space(action_space, "action"), **kwargs)
+        """Build from Gymnasium spaces (see :func:`observation_dim` and :func:`action_dim` for those supported)."""
+        return cls(observation_dim(observation_space), action_dim(action_space), **kwargs)
 
     def _init_weights(self) -> None:
         # Keras Dense defaults, as in the original OFENet: glorot-uniform kernels, zero biases

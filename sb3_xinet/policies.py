@@ -19,7 +19,7 @@ import torch as th
 from gymnasium import spaces
 from stable_baselines3.common.distributions import SquashedDiagGaussianDistribution
 from stable_baselines3.common.policies import BaseModel, BasePolicy
-from stable_baselines3.common.preprocessing import get_action_dim, preprocess_obs
+from stable_baselines3.common.preprocessing import get_action_dim
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor, FlattenExtractor, get_actor_critic_arch
 from stable_baselines3.common.type_aliases import PyTorchObs, Schedule
 from torch import nn
@@ -29,7 +29,7 @@ from sb3_xinet.common.checks import check_int, check_number
 from sb3_xinet.cost import LayerPrice, Pricing, parameter_price, parameter_pricing
 from sb3_xinet.gates import ESTIMATORS, GateEstimator
 from sb3_xinet.nets import GatedBlock, GatedMLP, Optimizers, remove_input_columns, scale_input_columns
-from sb3_xinet.ofenet import OFENet
+from sb3_xinet.ofenet import OFENet, flat_observations
 
 # Same clipping of the log standard deviation as SB3's SAC actor
 LOG_STD_MAX = 2
@@ -123,9 +123,9 @@ class XiNetActor(BasePolicy):
 
     def state_features(self, obs: PyTorchObs) -> th.Tensor:
         """``phi_s(obs)`` in inference mode; OFENet is not trained by RL losses, so no graph is kept."""
-        obs = preprocess_obs(obs, self.observation_space, normalize_images=self.normalize_images)
+        obs = flat_observations(obs, self.observation_space, self.normalize_images)
         with th.no_grad():
-            return self.ofenet.phi_s(obs.float())
+            return self.ofenet.phi_s(obs)
 
     def dist_params(self, features: th.Tensor, stochastic_gates: bool) -> tuple[th.Tensor, th.Tensor]:
         latent = self.latent_pi(features, stochastic=stochastic_gates)
@@ -241,8 +241,8 @@ class XiNetCritic(BaseModel):
 
     def forward(self, obs: PyTorchObs, actions: th.Tensor) -> tuple[th.Tensor, ...]:
         """Q-values of ``(obs, actions)``, the signature of SB3's ``ContinuousCritic``."""
-        obs = preprocess_obs(obs, self.observation_space, normalize_images=self.normalize_images)
-        return self.q_values(self.ofenet.phi_sa(obs.float(), actions), stochastic=self.training)
+        obs = flat_observations(obs, self.observation_space, self.normalize_images)
+        return self.q_values(self.ofenet.phi_sa(obs, actions), stochastic=self.training)
 
     def q_values(self, z_sa: th.Tensor, stochastic: bool) -> tuple[th.Tensor, ...]:
         return tuple(q_net(z_sa, stochastic) for q_net in self.q_networks)
@@ -554,8 +554,8 @@ class XiNetPolicy(BasePolicy):
         return weights, thetas, target_weights, target_thetas
 
     def obs_to_float(self, obs: PyTorchObs) -> th.Tensor:
-        """Observations as OFENet reads them (SB3's preprocessing, float32)."""
-        return preprocess_obs(obs, self.observation_space, normalize_images=self.normalize_images).float()  # type: ignore[union-attr]
+        """Observations as OFENet reads them (SB3's preprocessing, float32, flat)."""
+        return flat_observations(obs, self.observation_space, self.normalize_images)
 
     def forward(self, obs: PyTorchObs, deterministic: bool = False) -> th.Tensor:
         return self._predict(obs, deterministic=deterministic)

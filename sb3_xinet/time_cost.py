@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch as th
+from gymnasium import spaces
 from stable_baselines3.common.logger import Logger
 
 from sb3_xinet.common.checks import check_number
@@ -202,7 +203,12 @@ def dense_model(model: "XiNetAlgorithm", architecture: dict[str, Any] | None) ->
     rng = np.random.default_rng(0)
     for name in ("observations", "next_observations", "actions", "rewards"):
         array = getattr(buffer, name)
-        array[:] = rng.uniform(-1.0, 1.0, size=array.shape).astype(array.dtype)
+        if name.endswith("observations") and not isinstance(model.observation_space, spaces.Box):
+            # codes (Discrete, MultiDiscrete, MultiBinary) must be valid ones for the one-hot preprocessing
+            samples = [model.observation_space.sample() for _ in range(array.shape[0] * array.shape[1])]
+            array[:] = np.asarray(samples, dtype=array.dtype).reshape(array.shape)
+        else:
+            array[:] = rng.uniform(-1.0, 1.0, size=array.shape).astype(array.dtype)
     buffer.full = True
     return twin
 

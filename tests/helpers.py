@@ -1,9 +1,11 @@
-"""What the tests share: tiny XiNet models that prune within a few hundred steps (:func:`make_model`), and a small
-OFENet + downstream-consumer system for the removal, cost and surgery tests (:class:`System`)."""
+"""What the tests share: tiny XiNet models that prune within a few hundred steps (:func:`make_model`), an env of
+any spaces (:class:`SpacesEnv`), and a small OFENet + downstream-consumer system for the removal, cost and
+surgery tests (:class:`System`)."""
 
 import copy
 from dataclasses import dataclass
 
+import gymnasium as gym
 import numpy as np
 import torch as th
 from torch import nn
@@ -35,6 +37,25 @@ STEPS = 600
 
 def make_model(env="Pendulum-v1", model_class: type[XiNetAlgorithm] = XiNetSAC, **overrides) -> XiNetAlgorithm:
     return model_class("MlpPolicy", env, **{**PRUNING, **overrides})
+
+
+class SpacesEnv(gym.Env):
+    """Random observations of any space; the reward asks for actions near zero."""
+
+    def __init__(self, observation_space: gym.Space, action_space: gym.Space) -> None:
+        self.observation_space, self.action_space = observation_space, action_space
+        self.steps = 0
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.observation_space.seed(seed)
+        self.steps = 0
+        return self.observation_space.sample(), {}
+
+    def step(self, action):
+        self.steps += 1
+        reward = -float(np.square(action).sum())
+        return self.observation_space.sample(), reward, False, self.steps >= 20, {}
 
 
 def observations(n: int = 16) -> np.ndarray:

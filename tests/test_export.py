@@ -4,13 +4,14 @@ import subprocess
 import sys
 import textwrap
 
+import gymnasium as gym
 import numpy as np
 import pytest
 import torch as th
 
 from sb3_xinet import XiNetTQC
 from sb3_xinet.export import deterministic_actor, export
-from tests.helpers import PRUNING, make_model
+from tests.helpers import PRUNING, SpacesEnv, make_model
 from tests.test_time_cost import CALIBRATION
 
 # What a deployment host runs: torch and onnxruntime only
@@ -58,6 +59,18 @@ def test_exported_actors_match_predict_in_a_process_without_sb3_xinet(models, na
     expected, _ = model.predict(obs, deterministic=True)
     for output in outputs:
         np.testing.assert_allclose(np.load(output), expected, atol=1e-5)
+
+
+def test_the_exported_actor_reads_flat_observations_and_returns_flat_actions(tmp_path):
+    """A 2-D Box observation and a 2-D Box action: the exported actor maps the flattened observation to the
+    flattened action that ``predict`` returns in the action space's shape."""
+    env = SpacesEnv(gym.spaces.Box(-1, 1, (3, 2)), gym.spaces.Box(-2, 2, (2, 2)))
+    model = make_model(env).learn(300)
+    obs = np.random.default_rng(0).uniform(-1, 1, size=(8, 3, 2)).astype(np.float32)
+    scripted = th.jit.load(str(export(model, tmp_path / "actor", onnx=False)["torchscript"]))
+    expected, _ = model.predict(obs, deterministic=True)
+    actions = scripted(th.as_tensor(obs.reshape(8, 6))).detach().numpy()
+    np.testing.assert_allclose(actions, expected.reshape(8, 4), atol=1e-5)
 
 
 def test_export_folds_batch_norm_and_keeps_the_pruned_shapes(models):

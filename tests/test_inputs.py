@@ -10,23 +10,49 @@ from stable_baselines3 import SAC
 from stable_baselines3.common.envs import FakeImageEnv, SimpleMultiObsEnv
 from stable_baselines3.common.torch_layers import FlattenExtractor, NatureCNN
 
-from sb3_xinet import PrunedShapeError, XiNetPruningCallback, XiNetSAC
-from tests.helpers import make_model
+from sb3_xinet import PrunedShapeError, UnsupportedSpaceError, XiNetPruningCallback, XiNetSAC
+from tests.helpers import STEPS, SpacesEnv, make_model
 
 
 @pytest.mark.parametrize(
-    ("env", "what"),
+    ("env", "match"),
     [
-        (lambda: FakeImageEnv(discrete=False), "observation"),
-        (lambda: SimpleMultiObsEnv(), "observation"),
-        (lambda: gym.make("CartPole-v1"), "action"),
-        (lambda: gym.make("FrozenLake-v1"), "observation"),
+        (lambda: FakeImageEnv(discrete=False), "not images"),
+        (lambda: SimpleMultiObsEnv(), "Flatten Dict observations"),
+        (lambda: gym.make("CartPole-v1"), "Box action space"),
     ],
-    ids=["image", "dict", "discrete-action", "discrete-observation"],
+    ids=["image", "dict", "discrete-action"],
 )
-def test_unsupported_spaces(env, what, model_class):
-    with pytest.raises(ValueError, match=f"1-D Box {what} space"):
+def test_unsupported_spaces(env, match, model_class):
+    with pytest.raises(UnsupportedSpaceError, match=match) as error:
         model_class("MlpPolicy", env())
+    # a ValueError as every bad input, and the AssertionError SB3 raises for a space it does not support
+    assert isinstance(error.value, ValueError) and isinstance(error.value, AssertionError)
+
+
+@pytest.mark.parametrize(
+    ("observation_space", "action_space", "cost_model"),
+    [
+        (gym.spaces.Discrete(5), gym.spaces.Box(-1, 1, (2,)), "params"),
+        (gym.spaces.MultiDiscrete([4, 3]), gym.spaces.Box(-1, 1, (2,)), "time"),
+        (gym.spaces.MultiBinary((3, 2)), gym.spaces.Box(-1, 1, (2,)), "params"),
+        (gym.spaces.Box(-1, 1, (3, 2)), gym.spaces.Box(-2, 2, (2, 2)), "params"),
+    ],
+    ids=["discrete", "multi-discrete-time-cost", "multi-binary-2d", "box-2d-and-2d-actions"],
+)
+def test_flattenable_spaces_learn_prune_and_reload(observation_space, action_space, cost_model, model_class, tmp_path):
+    """Spaces SB3's MlpPolicy reads through its preprocessing (one-hot codes, flattening), and Box actions of any
+    shape: OFENet reads (and predicts) the flat preprocessed observation; actions come back in the space's shape."""
+    env = SpacesEnv(observation_space, action_space)
+    model = make_model(env, model_class=model_class, cost_model=cost_model).learn(STEPS)
+    summary = model.pruning_summary()
+    assert summary.params < summary.initial_params
+    obs = np.stack([observation_space.sample() for _ in range(4)])
+    actions, _ = model.predict(obs, deterministic=True)
+    assert actions.shape == (4, *action_space.shape) and action_space.contains(actions[0].astype(action_space.dtype))
+    model.save(tmp_path / "model")
+    reloaded = model_class.load(tmp_path / "model", device="cpu")
+    np.testing.assert_array_equal(reloaded.predict(obs, deterministic=True)[0], actions)
 
 
 @pytest.mark.parametrize("cost_weight", [-1.0, "1", None, True, math.nan, math.inf])

@@ -33,9 +33,10 @@ from stable_baselines3.common.vec_env import VecEnv, VecNormalize
 
 from sb3_xinet.callbacks import XiNetPruningCallback
 from sb3_xinet.common.checks import check_int, check_number
+from sb3_xinet.common.errors import PrunedShapeError
 from sb3_xinet.cost import LossScale, check_cost_weight, count_parameters
 from sb3_xinet.gates import score_function_loss
-from sb3_xinet.ofenet import check_box_space
+from sb3_xinet.ofenet import action_dim, observation_dim
 from sb3_xinet.policies import XiNetPolicy
 from sb3_xinet.summary import PruningSummary
 from sb3_xinet.time_cost import TimeCalibration, calibrate
@@ -92,11 +93,6 @@ def check_pruning_arguments(**kwargs: Any) -> dict[str, Any]:
     if start is not None and end is not None and end <= start:
         raise ValueError(f"pruning_end ({end}) must come after pruning_start ({start})")
     return checked
-
-
-class PrunedShapeError(ValueError, RuntimeError):
-    """Parameters whose shapes do not fit the model's (pruned) networks. A ValueError, as every bad input here,
-    and a RuntimeError, what SB3's ``set_parameters`` raises for a state dict that does not fit."""
 
 
 class XiNetAlgorithm:
@@ -204,8 +200,8 @@ class XiNetAlgorithm:
     def _wrap_env(env: GymEnv, verbose: int = 0, monitor_wrapper: bool = True) -> VecEnv:
         """SB3's wrapping, then a clear error for the spaces OFENet cannot read."""
         env = BaseAlgorithm._wrap_env(env, verbose, monitor_wrapper)
-        check_box_space(env.observation_space, "observation")
-        check_box_space(env.action_space, "action")
+        observation_dim(env.observation_space)
+        action_dim(env.action_space)
         return env
 
     def _setup_model(self) -> None:
