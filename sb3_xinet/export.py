@@ -52,15 +52,23 @@ class ExportedLayer(nn.Module):
 
 class DeterministicActor(nn.Module):
     """OFENet's state branch (DenseNet: each layer's output concatenated to its input), the actor's hidden
-    layers, the mean head, tanh, and the rescaling to ``[low, high]``."""
+    layers, the mean head (clipped to ``[-clip_mean, clip_mean]`` with gSDE, as the actor does), tanh, and the
+    rescaling to ``[low, high]``."""
 
     def __init__(
-        self, dense: list[ExportedLayer], hidden: list[ExportedLayer], mu: nn.Linear, low: th.Tensor, high: th.Tensor
+        self,
+        dense: list[ExportedLayer],
+        hidden: list[ExportedLayer],
+        mu: nn.Linear,
+        low: th.Tensor,
+        high: th.Tensor,
+        clip_mean: float = 0.0,
     ) -> None:
         super().__init__()
         self.dense = nn.ModuleList(dense)
         self.hidden = nn.ModuleList(hidden)
         self.mu = mu
+        self.clip_mean = clip_mean
         self.register_buffer("low", low)
         self.register_buffer("high", high)
 
@@ -70,7 +78,10 @@ class DeterministicActor(nn.Module):
             x = th.cat([x, layer(x)], dim=1)
         for layer in self.hidden:
             x = layer(x)
-        action = th.tanh(self.mu(x))
+        mean = self.mu(x)
+        if self.clip_mean > 0:
+            mean = th.clamp(mean, -self.clip_mean, self.clip_mean)
+        action = th.tanh(mean)
         return self.low + 0.5 * (action + 1.0) * (self.high - self.low)
 
 
@@ -111,6 +122,7 @@ def deterministic_actor(model: XiNetAlgorithm) -> DeterministicActor:
         mu,
         th.as_tensor(space.low, dtype=th.float32).flatten(),
         th.as_tensor(space.high, dtype=th.float32).flatten(),
+        policy.actor.clip_mean if policy.actor.use_sde else 0.0,
     )
     return actor.cpu().eval()
 

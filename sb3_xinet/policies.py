@@ -17,7 +17,7 @@ from typing import Any, ClassVar, Literal
 
 import torch as th
 from gymnasium import spaces
-from stable_baselines3.common.distributions import SquashedDiagGaussianDistribution
+from stable_baselines3.common.distributions import SquashedDiagGaussianDistribution, StateDependentNoiseDistribution
 from stable_baselines3.common.policies import BaseModel, BasePolicy
 from stable_baselines3.common.preprocessing import get_action_dim
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor, FlattenExtractor, get_actor_critic_arch
@@ -30,6 +30,7 @@ from sb3_xinet.cost import LayerPrice, Pricing, parameter_price, parameter_prici
 from sb3_xinet.gates import ESTIMATORS, GateEstimator
 from sb3_xinet.nets import GatedBlock, GatedMLP, Optimizers, remove_input_columns, scale_input_columns
 from sb3_xinet.ofenet import OFENet, flat_observations
+from sb3_xinet.surgery import keep_index, slice_parameter_
 
 # Same clipping of the log standard deviation as SB3's SAC actor
 LOG_STD_MAX = 2
@@ -68,7 +69,13 @@ class XiNetActor(BasePolicy):
     :param net_arch: units of each hidden layer
     :param gated: gate the hidden units
     :param log_std_init: initial log standard deviation of the actions, the same in every state (None: the
-        log-std head keeps PyTorch's default initialisation)
+        log-std head keeps PyTorch's default initialisation; with gSDE, SB3's -3)
+    :param use_sde: generalized State-Dependent Exploration (Raffin et al., 2022), as SB3's SAC actor: the noise
+        is the last hidden layer's output times an exploration matrix with one row per unit of that layer, whose
+        standard deviations (``log_std``, a parameter) lose their rows with the units pruning removes
+    :param full_std: gSDE: one standard deviation per (unit, action) rather than per unit
+    :param use_expln: gSDE: ``expln`` instead of ``exp`` to keep the standard deviation positive
+    :param clip_mean: gSDE: clip the mean action to ``[-clip_mean, clip_mean]`` before the tanh (0: no clip)
     """
 
     action_space: spaces.Box
@@ -84,6 +91,10 @@ class XiNetActor(BasePolicy):
         estimator: GateEstimator = "straight_through",
         normalize_images: bool = True,
         log_std_init: float | None = None,
+        use_sde: bool = False,
+        full_std: bool = True,
+        use_expln: bool = False,
+        clip_mean: float = 2.0,
     ) -> None:
         super().__init__(observation_space, action_space, normalize_images=normalize_images, squash_output=True)
         self._ofenet = (ofenet,)  # a tuple keeps the shared OFENet out of this module's parameters
@@ -92,16 +103,31 @@ class XiNetActor(BasePolicy):
         self.gated = gated
         self.estimator = estimator
         self.log_std_init = log_std_init
+        self.use_sde, self.full_std, self.use_expln, self.clip_mean = use_sde, full_std, use_expln, clip_mean
         action_dim = get_action_dim(self.action_space)
         self.latent_pi = GatedMLP(
             ofenet.state_features_dim, net_arch, activation_fn, batch_norm=False, gated=gated, estimator=estimator
         )
-        self.mu = nn.Linear(self.latent_pi.out_features, action_dim)
-        self.log_std = nn.Linear(self.latent_pi.out_features, action_dim)
-        if log_std_init is not None:
-            nn.init.zeros_(self.log_std.weight)
-            nn.init.constant_(self.log_std.bias, log_std_init)
-        self.action_dist = SquashedDiagGaussianDistribution(action_dim)
+        width = self.latent_pi.out_features
+        self.log_std: nn.Linear | nn.Parameter
+        self.action_dist: SquashedDiagGaussianDistribution | StateDependentNoiseDistribution
+        if use_sde:
+            # learn_features: the noise's gradient reaches the hidden layers, as in SB3's SAC actor
+            self.action_dist = StateDependentNoiseDistribution(
+                action_dim, full_std=full_std, use_expln=use_expln, learn_features=True, squash_output=True
+            )
+            self.mu, self.log_std = self.action_dist.proba_distribution_net(
+                latent_dim=width, latent_sde_dim=width, log_std_init=-3.0 if log_std_init is None else log_std_init
+            )
+        else:
+            self.action_dist = SquashedDiagGaussianDistribution(action_dim)
+            self.mu = nn.Linear(width, action_dim)
+            self.log_std = nn.Linear(width, action_dim)
+            if log_std_init is not None:
+                nn.init.zeros_(self.log_std.weight)
+                nn.init.constant_(self.log_std.bias, log_std_init)
+        if use_sde and not net_arch:
+            raise ValueError("gSDE needs at least one hidden layer in the actor (net_arch): its noise reads it")
         for consumer in [self.latent_pi] if net_arch else [self.mu, self.log_std]:
             ofenet.register_consumer("state", consumer)
 
@@ -118,6 +144,10 @@ class XiNetActor(BasePolicy):
             gated=self.gated,
             estimator=self.estimator,
             log_std_init=self.log_std_init,
+            use_sde=self.use_sde,
+            full_std=self.full_std,
+            use_expln=self.use_expln,
+            clip_mean=self.clip_mean,
         )
         return data
 
@@ -127,42 +157,103 @@ class XiNetActor(BasePolicy):
         with th.no_grad():
             return self.ofenet.phi_s(obs)
 
-    def dist_params(self, features: th.Tensor, stochastic_gates: bool) -> tuple[th.Tensor, th.Tensor]:
+    def dist_params(self, features: th.Tensor, stochastic_gates: bool) -> tuple[th.Tensor, th.Tensor, dict[str, th.Tensor]]:
+        """Mean, log standard deviation and the distribution's other inputs (gSDE: ``latent_sde``), as SB3's
+        ``Actor.get_action_dist_params``."""
         latent = self.latent_pi(features, stochastic=stochastic_gates)
-        return self.mu(latent), th.clamp(self.log_std(latent), LOG_STD_MIN, LOG_STD_MAX)
+        mean_actions = self.mu(latent)
+        if self.use_sde:
+            if self.clip_mean > 0:
+                mean_actions = th.clamp(mean_actions, -self.clip_mean, self.clip_mean)
+            return mean_actions, self.log_std, {"latent_sde": latent}  # type: ignore[return-value]
+        return mean_actions, th.clamp(self.log_std(latent), LOG_STD_MIN, LOG_STD_MAX), {}  # type: ignore[operator]
 
     def forward(self, obs: PyTorchObs, deterministic: bool = False) -> th.Tensor:
-        mean_actions, log_std = self.dist_params(self.state_features(obs), stochastic_gates=self.training)
-        return self.action_dist.actions_from_params(mean_actions, log_std, deterministic=deterministic)
+        mean_actions, log_std, kwargs = self.dist_params(self.state_features(obs), stochastic_gates=self.training)
+        return self.action_dist.actions_from_params(mean_actions, log_std, deterministic=deterministic, **kwargs)
 
     def action_log_prob(self, obs: PyTorchObs) -> tuple[th.Tensor, th.Tensor]:
         return self.action_log_prob_from_features(self.state_features(obs), stochastic_gates=self.training)
 
     def action_log_prob_from_features(self, features: th.Tensor, stochastic_gates: bool) -> tuple[th.Tensor, th.Tensor]:
-        mean_actions, log_std = self.dist_params(features, stochastic_gates)
-        return self.action_dist.log_prob_from_params(mean_actions, log_std)
+        mean_actions, log_std, kwargs = self.dist_params(features, stochastic_gates)
+        return self.action_dist.log_prob_from_params(mean_actions, log_std, **kwargs)
+
+    def get_std(self) -> th.Tensor:
+        """The standard deviations of gSDE's exploration matrix (SB3's ``Actor.get_std``)."""
+        assert isinstance(self.action_dist, StateDependentNoiseDistribution), "get_std() is only available when using gSDE"
+        return self.action_dist.get_std(self.log_std)  # type: ignore[arg-type]
+
+    def reset_noise(self, batch_size: int = 1) -> None:
+        """Sample new exploration matrices, when using gSDE (SB3's ``Actor.reset_noise``)."""
+        assert isinstance(self.action_dist, StateDependentNoiseDistribution), "reset_noise() is only available when using gSDE"
+        self.action_dist.sample_weights(self.log_std, batch_size=batch_size)  # type: ignore[arg-type]
+
+    def _release_noise(self) -> int:
+        """Let go of every tensor gSDE keeps from its last sampling, so that no autograd graph still holds
+        ``log_std`` when its rows change (torch would then expect gradients of the old shape); return how many
+        exploration matrices there were."""
+        dist = self.action_dist
+        batch_size = len(dist.exploration_matrices)  # type: ignore[union-attr]
+        dist.weights_dist = dist.exploration_mat = dist.exploration_matrices = None  # type: ignore[union-attr]
+        dist.distribution = dist._latent_sde = None  # type: ignore[union-attr]
+        return batch_size
+
+    def _resample_noise(self, batch_size: int) -> None:
+        """After the exploration matrices' rows changed (removal, fold): ``batch_size`` new ones."""
+        self.action_dist.latent_sde_dim = self.latent_pi.out_features  # type: ignore[union-attr]
+        self.reset_noise(batch_size)
 
     def _predict(self, observation: PyTorchObs, deterministic: bool = False) -> th.Tensor:
         return self(observation, deterministic)
 
     def expected_cost(self, expected_in: th.Tensor, price: LayerPrice = parameter_price) -> th.Tensor:
-        """Expected cost of the hidden layers and of the two heads (mean and log-std)."""
+        """Expected cost of the hidden layers and of the two heads (mean and log-std; with gSDE the log-std is
+        priced as a layer of its columns without bias: one row of standard deviations per unit)."""
         cost, width = self.latent_pi.expected_cost(expected_in, price)
-        return cost + 2 * price(width, th.as_tensor(float(self.mu.out_features)), th.ones(()), 0)
+        actions = th.as_tensor(float(self.mu.out_features))
+        cost = cost + price(width, actions, th.ones(()), 0)
+        if self.use_sde:
+            # weights and biases of a layer of width x columns, less the biases: width * columns
+            columns = actions if self.full_std else th.ones(())
+            return cost + price(width, columns, th.ones(()), 0) - price(th.zeros(()), columns, th.ones(()), 0)
+        return cost + price(width, actions, th.ones(()), 0)
 
     def remove_units(self, layer_id: int, units: list[int], optimizers: Optimizers = ()) -> None:
-        """Remove hidden units; the heads lose the matching columns when the last hidden layer shrinks."""
+        """Remove hidden units; the heads lose the matching columns (gSDE: the log-std its rows) when the last
+        hidden layer shrinks."""
         columns = self.latent_pi.remove_units(layer_id, units, optimizers)
-        if columns:
-            remove_input_columns(self.mu, columns, optimizers)
-            remove_input_columns(self.log_std, columns, optimizers)
+        if not columns:
+            return
+        remove_input_columns(self.mu, columns, optimizers)
+        if self.use_sde:
+            batch_size = self._release_noise()
+            keep = keep_index(self.log_std.shape[0], columns, self.log_std.device)
+            slice_parameter_(self.log_std, 0, keep, optimizers)  # type: ignore[arg-type]
+            self._resample_noise(batch_size)
+        else:
+            remove_input_columns(self.log_std, columns, optimizers)  # type: ignore[arg-type]
 
     def fold_gates_(self, optimizers: Optimizers = ()) -> None:
-        """Drop the gates, their thetas moved into the weights that read each unit (mean gates: exact)."""
+        """Drop the gates, their thetas moved into the weights that read each unit (mean gates: exact). With gSDE
+        the noise of unit i, ``h_i * theta_i * E_i``, keeps its spread as ``h_i * E'_i`` with ``std'_i =
+        theta_i * std_i``; the exploration matrices are sampled anew."""
         columns, factors = self.latent_pi.fold_gates_(optimizers)
         if columns:
             scale_input_columns(self.mu, columns, factors, optimizers)
-            scale_input_columns(self.log_std, columns, factors, optimizers)
+            if self.use_sde:
+                with th.no_grad():
+                    rows = th.as_tensor(columns, device=self.log_std.device)
+                    std = self.action_dist.get_std(self.log_std)[rows] * factors.to(self.log_std).unsqueeze(1)  # type: ignore[union-attr]
+                    if not self.full_std:
+                        std = std[:, :1]
+                    # the inverse of exp, or of expln (exp below 0, log1p(x) + 1 above)
+                    inverse = th.where(std <= 1, th.log(std), th.expm1(std - 1)) if self.use_expln else th.log(std)
+                    batch_size = self._release_noise()
+                    self.log_std[rows] = inverse  # type: ignore[index]
+                self._resample_noise(batch_size)
+            else:
+                scale_input_columns(self.log_std, columns, factors, optimizers)  # type: ignore[arg-type]
         self.gated = False
 
 
@@ -261,11 +352,13 @@ class XiNetPolicy(BasePolicy):
     :param ofenet_learning_rate: learning rate of OFENet's aux-loss optimizer
     :param theta_learning_rate: learning rate of every theta (its own parameter group)
     :param architecture: current widths of a pruned policy; written by pruning and read on load, leave it None
+    :param use_sde: gSDE exploration (see :class:`XiNetActor`; set by the algorithm's ``use_sde``)
     :param log_std_init: initial log standard deviation of the actions (None: PyTorch's default initialisation
-        of the log-std head; SB3's SAC reads this option only with gSDE)
+        of the log-std head; with gSDE, SB3's -3)
+    :param use_expln: gSDE: ``expln`` instead of ``exp`` for the standard deviation
+    :param clip_mean: gSDE: clip the mean action before the tanh
 
-    SB3's other SAC policy options are refused with a ValueError when set: ``use_sde``, ``use_expln`` and
-    ``clip_mean`` (gSDE, which XiNetSAC does not support), and ``features_extractor_class``,
+    SB3's other SAC policy options are refused with a ValueError when set: ``features_extractor_class``,
     ``features_extractor_kwargs`` and ``share_features_extractor`` (OFENet is the feature extractor, shared by
     the actor and the critics and trained by its own loss; size it with ``ofenet_kwargs``).
     """
@@ -301,8 +394,6 @@ class XiNetPolicy(BasePolicy):
         theta_learning_rate: float = 1e-3,
         architecture: dict[str, Any] | None = None,
     ) -> None:
-        if use_sde or use_expln or clip_mean != 2.0:
-            raise ValueError("XiNetSAC does not support gSDE: use_sde, use_expln and clip_mean must keep their defaults")
         if features_extractor_class not in (None, FlattenExtractor) or features_extractor_kwargs or share_features_extractor:
             raise ValueError(
                 "OFENet is XiNetSAC's feature extractor, shared by the actor and the critics and trained by its own "
@@ -311,6 +402,7 @@ class XiNetPolicy(BasePolicy):
             )
         if log_std_init is not None:
             check_number("log_std_init", log_std_init)
+        check_number("clip_mean", clip_mean, minimum=0)
         if gates not in GATES:
             raise ValueError(f"gates must be one of {GATES}, got {gates!r}")
         if gate_estimator not in ESTIMATORS:
@@ -338,6 +430,7 @@ class XiNetPolicy(BasePolicy):
         self.ofenet_learning_rate = ofenet_learning_rate
         self.theta_learning_rate = theta_learning_rate
         self.log_std_init = log_std_init
+        self.use_sde, self.use_expln, self.clip_mean = use_sde, use_expln, clip_mean
         self._warned_floors: set[tuple[str, int]] = set()
         self._build(lr_schedule, architecture)
 
@@ -386,6 +479,9 @@ class XiNetPolicy(BasePolicy):
             self.ofenet,
             net_arch,
             log_std_init=self.log_std_init,
+            use_sde=self.use_sde,
+            use_expln=self.use_expln,
+            clip_mean=self.clip_mean,
             **self._head_kwargs(),
         )
 
@@ -421,9 +517,16 @@ class XiNetPolicy(BasePolicy):
             ofenet_learning_rate=self.ofenet_learning_rate,
             theta_learning_rate=self.theta_learning_rate,
             log_std_init=self.log_std_init,
+            use_sde=self.use_sde,
+            use_expln=self.use_expln,
+            clip_mean=self.clip_mean,
             architecture=self.architecture(),
         )
         return data
+
+    def reset_noise(self, batch_size: int = 1) -> None:
+        """Sample new gSDE exploration matrices (SB3's ``SACPolicy.reset_noise``)."""
+        self.actor.reset_noise(batch_size=batch_size)
 
     def architecture(self) -> dict[str, Any]:
         """Current widths of every network, as plain data (the ``architecture`` keyword)."""

@@ -25,10 +25,10 @@ class XiNetSAC(XiNetAlgorithm, SAC):
     was chosen where they are silent), on OFENet (Ota et al., ICML 2020) and SB3's SAC.
 
     Every argument of SB3's :class:`~stable_baselines3.SAC` keeps its meaning (``learning_starts`` defaults to
-    10,000 random steps, the OFENet warm-up); gSDE is not supported. The XiNet arguments (``cost_weight``,
-    ``cost_model``, ``time_calibration``, ``prune_threshold``, ``ofenet_pretrain_steps``, ``pruning_start``,
-    ``pruning_end``, ``prune_freq``, ``loss_scale_window``) are described in
-    :class:`~sb3_xinet.common.algorithm.XiNetAlgorithm`.
+    10,000 random steps, the OFENet warm-up; with gSDE the exploration matrix loses its rows with the actor's
+    last-layer units). The XiNet arguments (``cost_weight``, ``cost_model``, ``time_calibration``,
+    ``prune_threshold``, ``ofenet_pretrain_steps``, ``pruning_start``, ``pruning_end``, ``prune_freq``,
+    ``loss_scale_window``) are described in :class:`~sb3_xinet.common.algorithm.XiNetAlgorithm`.
     """
 
     policy_aliases: ClassVar[dict[str, type[XiNetPolicy]]] = {"MlpPolicy": XiNetPolicy}  # type: ignore[assignment]

@@ -41,7 +41,8 @@ class XiNetTQC(XiNetAlgorithm, TQC):
 
     Every argument of sb3-contrib's :class:`~sb3_contrib.TQC` keeps its meaning (``learning_starts`` defaults to
     10,000 random steps, the OFENet warm-up; ``n_quantiles`` and ``n_critics`` are policy arguments, as in
-    sb3-contrib); gSDE is not supported. The XiNet arguments are described in
+    sb3-contrib; with gSDE the exploration matrix loses its rows with the actor's last-layer units). The XiNet
+    arguments are described in
     :class:`~sb3_xinet.common.algorithm.XiNetAlgorithm`. Each critic's hidden units are gated and pruned
     independently, and each critic's thetas pay with its own share of TQC's critic loss.
     """

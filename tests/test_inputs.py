@@ -11,7 +11,8 @@ from stable_baselines3.common.envs import FakeImageEnv, SimpleMultiObsEnv
 from stable_baselines3.common.torch_layers import FlattenExtractor, NatureCNN
 
 from sb3_xinet import PrunedShapeError, UnsupportedSpaceError, XiNetPruningCallback, XiNetSAC
-from tests.helpers import STEPS, SpacesEnv, make_model
+from sb3_xinet.cost import count_parameters
+from tests.helpers import PRUNING, STEPS, SpacesEnv, make_model, observations
 
 
 @pytest.mark.parametrize(
@@ -98,10 +99,44 @@ def test_ofenet_pretrains_one_aux_step_per_warm_up_transition_by_default(model_c
     assert len(aux_steps) == 60 + 1  # the pretraining, then one aux step with the first SAC step
 
 
-@pytest.mark.parametrize("kwargs", [dict(use_sde=True), dict(use_sde_at_warmup=True), dict(use_sde=True, sde_sample_freq=4)])
-def test_gsde_is_refused_with_a_clear_message(kwargs, model_class):
-    with pytest.raises(ValueError, match="does not support gSDE"):
-        model_class("MlpPolicy", "Pendulum-v1", **kwargs)
+@pytest.mark.parametrize("use_expln", [False, True])
+def test_gsde_prunes_its_exploration_matrix_with_the_actor(model_class, use_expln, tmp_path):
+    """gSDE (as SB3's SAC actor): the log-std matrix loses the rows of the actor's removed last-layer units, the
+    exploration matrices are sampled anew at the new width (as many as before), P(theta) counts the matrix, a
+    save reloads, and the fold keeps the noise's spread for every state."""
+    model = make_model(
+        model_class=model_class,
+        use_sde=True,
+        sde_sample_freq=4,
+        policy_kwargs={**PRUNING["policy_kwargs"], "use_expln": use_expln},
+    )
+    assert model.policy.expected_params().item() == count_parameters(model.policy.networks().values())
+    model.learn(STEPS)
+    actor = model.actor
+    width = actor.latent_pi.out_features
+    assert width < 32 and actor.log_std.shape == (width, 1) and actor.get_std().shape == (width, 1)
+    assert actor.action_dist.exploration_mat.shape == (width, 1)
+    actor.reset_noise(3)
+    obs = th.as_tensor(observations())
+
+    def spread() -> th.Tensor:
+        _, _, kwargs = actor.dist_params(actor.state_features(obs), stochastic_gates=False)
+        return kwargs["latent_sde"] ** 2 @ actor.get_std() ** 2
+
+    before, actions = spread(), model.predict(observations(), deterministic=True)[0]
+    model.end_pruning()
+    th.testing.assert_close(spread(), before, rtol=1e-4, atol=1e-7)
+    assert actor.action_dist.exploration_matrices.shape == (3, width, 1)
+    np.testing.assert_allclose(model.predict(observations(), deterministic=True)[0], actions, atol=1e-6)
+    model.save(tmp_path / "model")
+    reloaded = model_class.load(tmp_path / "model", env=gym.make("Pendulum-v1"), device="cpu")
+    np.testing.assert_array_equal(reloaded.predict(observations(), deterministic=True)[0], actions)
+    reloaded.learn(50, reset_num_timesteps=False)
+
+
+def test_gsde_needs_a_hidden_actor_layer():
+    with pytest.raises(ValueError, match="gSDE needs at least one hidden layer"):
+        XiNetSAC("MlpPolicy", "Pendulum-v1", use_sde=True, policy_kwargs=dict(net_arch=[]))
 
 
 @pytest.mark.parametrize(("kwargs", "name"), [(dict(prune_freq=0), "prune_freq"), (dict(pruning_start=-1), "pruning_start")])
@@ -141,8 +176,8 @@ def test_other_policy_names_say_what_is_supported(policy, model_class):
         (dict(features_extractor_class=FlattenExtractor, features_extractor_kwargs=dict(a=1)), "OFENet is XiNetSAC's feature"),
         (dict(features_extractor_class=NatureCNN), "ofenet_kwargs"),
         (dict(share_features_extractor=True), "share_features_extractor"),
-        (dict(use_expln=True), "gSDE"),
-        (dict(clip_mean=1.0), "gSDE"),
+        (dict(clip_mean=-1.0), "clip_mean"),
+        (dict(clip_mean="2"), "clip_mean"),
         (dict(log_std_init="-3"), "log_std_init"),
     ],
 )
@@ -154,7 +189,7 @@ def test_sac_policy_options_that_do_not_apply_are_refused(policy_kwargs, message
 def test_log_std_init_sets_the_initial_action_spread(tmp_path):
     model = XiNetSAC("MlpPolicy", "Pendulum-v1", buffer_size=100, policy_kwargs=dict(log_std_init=-2.0))
     features = model.actor.state_features(th.as_tensor(np.random.default_rng(0).uniform(-1, 1, (8, 3)), dtype=th.float32))
-    _, log_std = model.actor.dist_params(features, stochastic_gates=False)
+    _, log_std, _ = model.actor.dist_params(features, stochastic_gates=False)
     th.testing.assert_close(log_std, th.full_like(log_std, -2.0))
     model.save(tmp_path / "model")
     assert XiNetSAC.load(tmp_path / "model").policy.log_std_init == -2.0

@@ -136,12 +136,6 @@ class XiNetAlgorithm:
         return the others, the algorithm's own, for its constructor (with a copy of ``policy_kwargs``, into which
         pruning writes the current widths, and ``_init_setup_model=False``: the subclass sets the model up)."""
         algorithm = {key: value for key, value in arguments.items() if key not in ("self", "__class__", *XINET_ARGUMENTS)}
-        if algorithm["use_sde"] or algorithm["use_sde_at_warmup"]:
-            raise ValueError(
-                f"{type(self).__name__} does not support gSDE (use_sde / use_sde_at_warmup): its exploration matrix is "
-                "sized by the actor's last hidden layer, which pruning reshapes. Use the default exploration (or "
-                "action_noise)."
-            )
         xinet = {name: arguments[name] for name in XINET_ARGUMENTS}
         if xinet["ofenet_pretrain_steps"] is None:
             xinet["ofenet_pretrain_steps"] = algorithm["learning_starts"]
@@ -376,6 +370,8 @@ class XiNetAlgorithm:
         logs, scales = self._pending_logs, self._pending_scales
 
         for gradient_step in range(gradient_steps):
+            if self.use_sde:
+                actor.reset_noise()  # as SAC.train: a new exploration matrix for every gradient step
             cost_grads = self._cost_grads()
             replay_data = self.replay_buffer.sample(batch_size, env=self._vec_normalize_env)  # type: ignore[union-attr]
             discounts = replay_data.discounts if replay_data.discounts is not None else self.gamma
