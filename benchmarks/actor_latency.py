@@ -1,4 +1,5 @@
-"""Single-observation latency of the deterministic actor (OFENet state branch + actor) on CPU, Hopper-v5 sizes.
+"""Single-observation latency of the deterministic actor (OFENet state branch + actor) on CPU, Hopper-v5 sizes (or
+``--env``).
 
 The networks: SB3 SAC's actor (256-256 on the raw observation, exported as the same plain-torch module), the
 dense OFENet actor (6 x 40 OFENet units, 256-256 actor) and pruned ones: real pruned models (``--pruned PATH
@@ -33,8 +34,6 @@ from torch import nn
 
 from sb3_xinet import XiNetSAC
 from sb3_xinet.export import DeterministicActor, ExportedLayer, deterministic_actor, latency_us, save_actor
-
-ENV = "Hopper-v5"
 
 
 def sac_actor(model: SAC) -> DeterministicActor:
@@ -80,6 +79,7 @@ def runners(model: Any, folder: Path) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--env", default="Hopper-v5", help="the env of the sizes (and of the --pruned saves)")
     parser.add_argument("--pruned", nargs="+", default=None, help="pruned XiNetSAC saves (.zip)")
     parser.add_argument("--labels", nargs="+", default=None, help="a short name for each --pruned save")
     parser.add_argument("--keep", type=float, default=0.2)
@@ -89,9 +89,9 @@ def main() -> None:
     args = parser.parse_args()
     th.set_num_threads(1)
 
-    models: dict[str, Any] = {"sac": SAC("MlpPolicy", ENV, buffer_size=1, device="cpu")}
+    models: dict[str, Any] = {"sac": SAC("MlpPolicy", args.env, buffer_size=1, device="cpu")}
     models["dense"] = XiNetSAC(
-        "MlpPolicy", ENV, buffer_size=1, cost_weight=0.0, policy_kwargs=dict(gates="none"), device="cpu"
+        "MlpPolicy", args.env, buffer_size=1, cost_weight=0.0, policy_kwargs=dict(gates="none"), device="cpu"
     )
     if args.pruned:
         labels = args.labels or [f"pruned{index}" for index in range(len(args.pruned))]
@@ -100,7 +100,7 @@ def main() -> None:
         for label, path in zip(labels, args.pruned, strict=True):
             models[label] = XiNetSAC.load(path, device="cpu", buffer_size=1)
     else:
-        models["pruned"] = XiNetSAC("MlpPolicy", ENV, buffer_size=1, device="cpu")
+        models["pruned"] = XiNetSAC("MlpPolicy", args.env, buffer_size=1, device="cpu")
         remove_by_hand(models["pruned"], args.keep)
     with tempfile.TemporaryDirectory() as folder:
         runs = {}
@@ -130,7 +130,7 @@ def main() -> None:
         )
     source = ", ".join(args.pruned) if args.pruned else f"dense with {args.keep:.0%} of every layer's units kept"
     title = (
-        f"Single-observation actor latency on {ENV} (pruned: {source}; median of {args.rounds} interleaved rounds "
+        f"Single-observation actor latency on {args.env} (pruned: {source}; median of {args.rounds} interleaved rounds "
         f"of {args.number} calls; {machine})"
     )
     columns = dict(network="network", runtime="runtime", params="parameters", layers="layers")

@@ -1,4 +1,5 @@
-"""Env steps per second, training included, of SB3 SAC, dense OFENet-SAC and XiNetSAC, side by side on Hopper-v5.
+"""Env steps per second, training included, of SB3 SAC, dense OFENet-SAC and XiNetSAC, side by side on Hopper-v5
+(or ``--env``).
 
 Variants (all with SB3's defaults: batch 256, one gradient step per env step, one torch thread):
 
@@ -41,7 +42,6 @@ from tables import write_results
 
 from sb3_xinet import XiNetSAC
 
-ENV = "Hopper-v5"
 PER_PRUNED = ("xinet_pruned", "xinet_folded", "small")  # the variants built from a pruned model
 
 
@@ -58,10 +58,10 @@ def pruned_model(path: str | None, args: argparse.Namespace, common: dict[str, A
     """The pruned model: loaded from ``path`` (with a fresh replay buffer and the same warm-up as the others;
     it keeps training with the regularizer on, its loss scales come with the save), or pruned by hand."""
     if path:
-        model = XiNetSAC.load(path, env=gym.make(ENV), buffer_size=1_000_000, **common)
+        model = XiNetSAC.load(path, env=gym.make(args.env), buffer_size=1_000_000, **common)
         model.pruning_start = 0
         return model
-    model = XiNetSAC("MlpPolicy", ENV, pruning_start=0, **xinet)
+    model = XiNetSAC("MlpPolicy", args.env, pruning_start=0, **xinet)
     remove_by_hand(model, args.keep)
     return model
 
@@ -72,13 +72,13 @@ def build(variant: str, args: argparse.Namespace, path: str | None = None) -> An
     if "pruning_end" in inspect.signature(XiNetSAC).parameters:  # so that the script also measures older versions
         xinet["pruning_end"] = 10**10
     if variant == "sac":
-        return SAC("MlpPolicy", ENV, **common)
+        return SAC("MlpPolicy", args.env, **common)
     if variant == "dense":
-        return XiNetSAC("MlpPolicy", ENV, cost_weight=0.0, policy_kwargs=dict(gates="none"), **xinet)
+        return XiNetSAC("MlpPolicy", args.env, cost_weight=0.0, policy_kwargs=dict(gates="none"), **xinet)
     if variant == "xinet_warmup":
-        return XiNetSAC("MlpPolicy", ENV, pruning_start=10**9, **xinet)
+        return XiNetSAC("MlpPolicy", args.env, pruning_start=10**9, **xinet)
     if variant == "xinet_pruning":
-        return XiNetSAC("MlpPolicy", ENV, pruning_start=0, **xinet)
+        return XiNetSAC("MlpPolicy", args.env, pruning_start=0, **xinet)
     if variant == "xinet_pruned":
         model = pruned_model(path, args, common, xinet)
         model.pruning_end = 10**10
@@ -90,7 +90,7 @@ def build(variant: str, args: argparse.Namespace, path: str | None = None) -> An
     if variant == "small":
         architecture = pruned_model(path, args, common, xinet).policy.architecture()
         return XiNetSAC(
-            "MlpPolicy", ENV, cost_weight=0.0, policy_kwargs=dict(gates="none", architecture=architecture), **xinet
+            "MlpPolicy", args.env, cost_weight=0.0, policy_kwargs=dict(gates="none", architecture=architecture), **xinet
         )
     raise ValueError(f"Unknown variant {variant!r}")
 
@@ -112,6 +112,7 @@ def main() -> None:
     parser.add_argument("--chunk", type=int, default=300)
     parser.add_argument("--warmup", type=int, default=1000)
     parser.add_argument("--pretrain", type=int, default=200)
+    parser.add_argument("--env", default="Hopper-v5", help="the env of the sizes (and of the --pruned saves)")
     parser.add_argument("--pruned", nargs="+", default=[None], help="pruned XiNetSAC saves (.zip)")
     parser.add_argument("--labels", nargs="+", default=None, help="a short name for each --pruned save")
     parser.add_argument("--keep", type=float, default=0.2)
@@ -162,7 +163,7 @@ def main() -> None:
             )
         )
     title = (
-        f"Env steps/s on {ENV}, training included "
+        f"Env steps/s on {args.env}, training included "
         f"(median of {args.rounds} interleaved rounds of {args.chunk} steps; {machine})"
     )
     columns = dict(
