@@ -13,6 +13,8 @@
 """
 
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any, ClassVar, Literal
 
 import torch as th
@@ -189,19 +191,17 @@ class XiNetActor(BasePolicy):
         assert isinstance(self.action_dist, StateDependentNoiseDistribution), "reset_noise() is only available when using gSDE"
         self.action_dist.sample_weights(self.log_std, batch_size=batch_size)  # type: ignore[arg-type]
 
-    def _release_noise(self) -> int:
-        """Let go of every tensor gSDE keeps from its last sampling, so that no autograd graph still holds
-        ``log_std`` when its rows change (torch would then expect gradients of the old shape); return how many
-        exploration matrices there were."""
+    @contextmanager
+    def _new_noise_rows(self) -> Iterator[None]:
+        """Around a change of ``log_std``'s rows (removal, fold): first let go of every tensor gSDE keeps from
+        its last sampling, so that no autograd graph still holds ``log_std`` when its rows change (torch would
+        then expect gradients of the old shape); afterwards sample as many exploration matrices as before."""
         dist = self.action_dist
         batch_size = len(dist.exploration_matrices)  # type: ignore[union-attr]
         dist.weights_dist = dist.exploration_mat = dist.exploration_matrices = None  # type: ignore[union-attr]
         dist.distribution = dist._latent_sde = None  # type: ignore[union-attr]
-        return batch_size
-
-    def _resample_noise(self, batch_size: int) -> None:
-        """After the exploration matrices' rows changed (removal, fold): ``batch_size`` new ones."""
-        self.action_dist.latent_sde_dim = self.latent_pi.out_features  # type: ignore[union-attr]
+        yield
+        dist.latent_sde_dim = self.latent_pi.out_features  # type: ignore[union-attr]
         self.reset_noise(batch_size)
 
     def _predict(self, observation: PyTorchObs, deterministic: bool = False) -> th.Tensor:
@@ -227,10 +227,9 @@ class XiNetActor(BasePolicy):
             return
         remove_input_columns(self.mu, columns, optimizers)
         if self.use_sde:
-            batch_size = self._release_noise()
-            keep = keep_index(self.log_std.shape[0], columns, self.log_std.device)
-            slice_parameter_(self.log_std, 0, keep, optimizers)  # type: ignore[arg-type]
-            self._resample_noise(batch_size)
+            with self._new_noise_rows():
+                keep = keep_index(self.log_std.shape[0], columns, self.log_std.device)
+                slice_parameter_(self.log_std, 0, keep, optimizers)  # type: ignore[arg-type]
         else:
             remove_input_columns(self.log_std, columns, optimizers)  # type: ignore[arg-type]
 
@@ -242,16 +241,15 @@ class XiNetActor(BasePolicy):
         if columns:
             scale_input_columns(self.mu, columns, factors, optimizers)
             if self.use_sde:
-                with th.no_grad():
-                    rows = th.as_tensor(columns, device=self.log_std.device)
-                    std = self.action_dist.get_std(self.log_std)[rows] * factors.to(self.log_std).unsqueeze(1)  # type: ignore[union-attr]
-                    if not self.full_std:
-                        std = std[:, :1]
-                    # the inverse of exp, or of expln (exp below 0, log1p(x) + 1 above)
-                    inverse = th.where(std <= 1, th.log(std), th.expm1(std - 1)) if self.use_expln else th.log(std)
-                    batch_size = self._release_noise()
-                    self.log_std[rows] = inverse  # type: ignore[index]
-                self._resample_noise(batch_size)
+                with self._new_noise_rows():
+                    with th.no_grad():
+                        rows = th.as_tensor(columns, device=self.log_std.device)
+                        std = self.action_dist.get_std(self.log_std)[rows] * factors.to(self.log_std).unsqueeze(1)  # type: ignore[union-attr]
+                        if not self.full_std:
+                            std = std[:, :1]
+                        # the inverse of exp, or of expln (exp below 0, log1p(x) + 1 above)
+                        inverse = th.where(std <= 1, th.log(std), th.expm1(std - 1)) if self.use_expln else th.log(std)
+                        self.log_std[rows] = inverse  # type: ignore[index]
             else:
                 scale_input_columns(self.log_std, columns, factors, optimizers)  # type: ignore[arg-type]
         self.gated = False
