@@ -1,9 +1,10 @@
 """Env steps per second, training included, of SB3 SAC, dense OFENet-SAC and XiNetSAC, side by side on Hopper-v5
-(or ``--env``).
+(or ``--env``); with ``--algo tqc``, of sb3-contrib's TQC, dense OFENet-TQC and XiNetTQC.
 
 Variants (all with SB3's defaults: batch 256, one gradient step per env step, one torch thread):
 
-- ``sac``: SB3's SAC (actor and critics 256-256 on the raw observation);
+- ``sac``: SB3's SAC (actor and critics 256-256 on the raw observation); ``tqc``: sb3-contrib's TQC (its defaults:
+  2 critics of 25 quantiles);
 - ``dense``: OFENet-SAC, XiNetSAC's code path with gates and pruning off (``gates="none"``, ``cost_weight=0``);
 - ``xinet_warmup``: XiNetSAC before pruning starts (gates on, thetas frozen at 1);
 - ``xinet_pruning``: XiNetSAC with the regularizer on and every unit still there (thetas learning, gates sampled);
@@ -25,6 +26,9 @@ rounds and its ratio to ``dense``; interleaving makes the ratios robust to the d
 
     python benchmarks/throughput.py --rounds 7 --chunk 300 --pruned benchmarks/results/hopper_100k/Hopper-v5_xinet_0.zip \\
         --out benchmarks/results/throughput
+
+The XiNet variants (``dense`` to ``small``) are built with XiNetSAC, or with ``--algo tqc`` XiNetTQC; ratios are
+given to ``dense`` and to the plain algorithm of ``--algo`` (``sac`` or ``tqc``, when it is among the variants).
 """
 
 import argparse
@@ -37,10 +41,14 @@ from typing import Any
 
 import gymnasium as gym
 import torch as th
+from sb3_contrib import TQC
 from stable_baselines3 import SAC
 from tables import write_results
 
-from sb3_xinet import XiNetSAC
+from sb3_xinet import XiNetSAC, XiNetTQC
+
+XINET = {"sac": XiNetSAC, "tqc": XiNetTQC}
+PLAIN = {"sac": SAC, "tqc": TQC}
 
 PER_PRUNED = ("xinet_pruned", "xinet_folded", "small")  # the variants built from a pruned model
 
@@ -57,11 +65,12 @@ def remove_by_hand(model: XiNetSAC, keep: float) -> None:
 def pruned_model(path: str | None, args: argparse.Namespace, common: dict[str, Any], xinet: dict[str, Any]) -> XiNetSAC:
     """The pruned model: loaded from ``path`` (with a fresh replay buffer and the same warm-up as the others;
     it keeps training with the regularizer on, its loss scales come with the save), or pruned by hand."""
+    xinet_class = XINET[args.algo]
     if path:
-        model = XiNetSAC.load(path, env=gym.make(args.env), buffer_size=1_000_000, **common)
+        model = xinet_class.load(path, env=gym.make(args.env), buffer_size=1_000_000, **common)
         model.pruning_start = 0
         return model
-    model = XiNetSAC("MlpPolicy", args.env, pruning_start=0, **xinet)
+    model = xinet_class("MlpPolicy", args.env, pruning_start=0, **xinet)
     remove_by_hand(model, args.keep)
     return model
 
@@ -69,16 +78,17 @@ def pruned_model(path: str | None, args: argparse.Namespace, common: dict[str, A
 def build(variant: str, args: argparse.Namespace, path: str | None = None) -> Any:
     common: dict[str, Any] = dict(learning_starts=args.warmup, seed=0, device=args.device, verbose=0)
     xinet = dict(common, ofenet_pretrain_steps=args.pretrain)
-    if "pruning_end" in inspect.signature(XiNetSAC).parameters:  # so that the script also measures older versions
+    xinet_class = XINET[args.algo]
+    if "pruning_end" in inspect.signature(xinet_class).parameters:  # so that the script also measures older versions
         xinet["pruning_end"] = 10**10
-    if variant == "sac":
-        return SAC("MlpPolicy", args.env, **common)
+    if variant in PLAIN:
+        return PLAIN[variant]("MlpPolicy", args.env, **common)
     if variant == "dense":
-        return XiNetSAC("MlpPolicy", args.env, cost_weight=0.0, policy_kwargs=dict(gates="none"), **xinet)
+        return xinet_class("MlpPolicy", args.env, cost_weight=0.0, policy_kwargs=dict(gates="none"), **xinet)
     if variant == "xinet_warmup":
-        return XiNetSAC("MlpPolicy", args.env, pruning_start=10**9, **xinet)
+        return xinet_class("MlpPolicy", args.env, pruning_start=10**9, **xinet)
     if variant == "xinet_pruning":
-        return XiNetSAC("MlpPolicy", args.env, pruning_start=0, **xinet)
+        return xinet_class("MlpPolicy", args.env, pruning_start=0, **xinet)
     if variant == "xinet_pruned":
         model = pruned_model(path, args, common, xinet)
         model.pruning_end = 10**10
@@ -89,14 +99,14 @@ def build(variant: str, args: argparse.Namespace, path: str | None = None) -> An
         return model
     if variant == "small":
         architecture = pruned_model(path, args, common, xinet).policy.architecture()
-        return XiNetSAC(
+        return xinet_class(
             "MlpPolicy", args.env, cost_weight=0.0, policy_kwargs=dict(gates="none", architecture=architecture), **xinet
         )
     raise ValueError(f"Unknown variant {variant!r}")
 
 
 def parameters(model: Any) -> int:
-    if isinstance(model, XiNetSAC):
+    if hasattr(model, "pruning_summary"):
         return model.pruning_summary().params
     return sum(p.numel() for net in (model.actor, model.critic) for p in net.parameters())
 
@@ -112,8 +122,9 @@ def main() -> None:
     parser.add_argument("--chunk", type=int, default=300)
     parser.add_argument("--warmup", type=int, default=1000)
     parser.add_argument("--pretrain", type=int, default=200)
+    parser.add_argument("--algo", choices=sorted(XINET), default="sac", help="XiNetSAC or XiNetTQC for the XiNet variants")
     parser.add_argument("--env", default="Hopper-v5", help="the env of the sizes (and of the --pruned saves)")
-    parser.add_argument("--pruned", nargs="+", default=[None], help="pruned XiNetSAC saves (.zip)")
+    parser.add_argument("--pruned", nargs="+", default=[None], help="pruned XiNetSAC (XiNetTQC) saves (.zip)")
     parser.add_argument("--labels", nargs="+", default=None, help="a short name for each --pruned save")
     parser.add_argument("--keep", type=float, default=0.2)
     parser.add_argument("--threads", type=int, default=1)
@@ -146,7 +157,7 @@ def main() -> None:
     if args.device != "cpu":
         machine += f", {th.cuda.get_device_name()}"
     base = statistics.median(speeds["dense"]) if "dense" in speeds else None
-    sac = statistics.median(speeds["sac"]) if "sac" in speeds else None
+    plain = statistics.median(speeds[args.algo]) if args.algo in speeds else None
     rows = []
     for variant, values in speeds.items():
         median = statistics.median(values)
@@ -156,7 +167,7 @@ def main() -> None:
                 params=parameters(models[variant]),
                 steps_per_s=round(median, 1),
                 vs_dense=round(median / base, 2) if base else "",
-                vs_sac=round(median / sac, 2) if sac else "",
+                vs_plain=round(median / plain, 2) if plain else "",
                 rounds=len(values),
                 chunk=args.chunk,
                 machine=machine,
@@ -166,8 +177,13 @@ def main() -> None:
         f"Env steps/s on {args.env}, training included "
         f"(median of {args.rounds} interleaved rounds of {args.chunk} steps; {machine})"
     )
+    name = args.algo.upper()
     columns = dict(
-        variant="variant", params="parameters", steps_per_s="steps/s", vs_dense="vs dense OFENet-SAC", vs_sac="vs SB3 SAC"
+        variant="variant",
+        params="parameters",
+        steps_per_s="steps/s",
+        vs_dense=f"vs dense OFENet-{name}",
+        vs_plain=f"vs {'SB3' if args.algo == 'sac' else 'sb3-contrib'} {name}",
     )
     print(write_results(args.out, rows, title, columns))
 
