@@ -17,7 +17,16 @@ import numpy as np
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # after choosing the headless backend
 
-LABELS = {"sac": "SB3 SAC", "dense": "dense OFENet-SAC", "xinet": "XiNetSAC", "small": "small OFENet-SAC"}
+LABELS = {
+    "sac": "SB3 SAC",
+    "dense": "dense OFENet-SAC",
+    "xinet": "XiNetSAC",
+    "small": "small OFENet-SAC",
+    "tqc": "sb3-contrib TQC",
+    "dense_tqc": "dense OFENet-TQC",
+    "xinet_tqc": "XiNetTQC",
+    "small_tqc": "small OFENet-TQC",
+}
 
 
 def read_curves(folder: Path) -> dict[tuple[str, str], list[list[dict[str, str]]]]:

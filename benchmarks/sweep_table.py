@@ -2,12 +2,14 @@
 parameters, the training speed and the single-observation latency of the final deterministic actor.
 
 Return: mean and standard deviation over seeds of each run's final 10-episode mean (spread over seeds, not over
-episodes), and the min and max over seeds. Parameters: OFENet + actor + critics at the end (SAC: actor + critics),
-and their fraction of dense OFENet-SAC's. Steps/s: env steps per second with training, as the sweep measured them
-(evaluations excluded; runs shared the machine with the other worker). Latency: each run's final actor, rebuilt
+episodes), and the min and max over seeds. Parameters: OFENet + actor + critics at the end (SAC, TQC: actor +
+critics), and their fraction of the dense OFENet model's of the same algorithm (OFENet-SAC, OFENet-TQC).
+Steps/s: env steps per second with training, as the sweep measured them (evaluations excluded; runs shared the
+machine with the other worker). Latency: each run's final actor, rebuilt
 at its final widths (read from its curve), timed at batch 1 on one thread as TorchScript and in ONNX Runtime,
 median of ``--rounds`` interleaved rounds of ``--number`` calls; it depends on the shapes only, so the weights
-are fresh ones. The targets of the evidence issue are checked at the end, per env.
+are fresh ones. At the end, per env and algorithm, the targets: XiNet at <= 30% of the dense model's parameters,
+with >= 95% of its return, and above small-from-scratch.
 
     python benchmarks/sweep_table.py benchmarks/results/sweep --rounds 15 --number 300
 """
@@ -26,19 +28,23 @@ import numpy as np
 import onnxruntime
 import torch as th
 from plots import LABELS
+from sb3_contrib import TQC
 from stable_baselines3 import SAC
 from tables import write_results
 from torch import nn
 
-from sb3_xinet import XiNetSAC
+from sb3_xinet import XiNetSAC, XiNetTQC
 from sb3_xinet.blocks import BlockEntry
 from sb3_xinet.export import export, latency_us, save_actor
 
+PLAIN = {"sac": SAC, "tqc": TQC}
+
 
 class SACDeterministicActor(nn.Module):
-    """SB3 SAC's deterministic action as plain modules: hidden layers, mean head, tanh, rescaling to the bounds."""
+    """SB3 SAC's (and sb3-contrib TQC's, the same actor) deterministic action as plain modules: hidden layers, mean
+    head, tanh, rescaling to the bounds."""
 
-    def __init__(self, model: SAC) -> None:
+    def __init__(self, model: SAC | TQC) -> None:
         super().__init__()
         self.latent_pi = model.actor.latent_pi
         self.mu = model.actor.mu
@@ -71,13 +77,14 @@ def architecture_from_units(units: dict[str, list[int]]) -> dict[str, Any]:
 def final_actor(env: str, algo: str, units: dict[str, list[int]], params: str, folder: Path) -> tuple[dict[str, Path], int]:
     """Build a run's deterministic actor at its final widths (checked against the run's final parameter count);
     write it as TorchScript and ONNX; return the paths and the observation size."""
-    if algo == "sac":
-        sac = SAC("MlpPolicy", env, buffer_size=1, device="cpu")
-        obs_dim = sac.observation_space.shape[0]
-        return save_actor(SACDeterministicActor(sac).cpu().eval(), obs_dim, folder / "actor"), obs_dim
-    gates = "all" if algo == "xinet" else "none"
+    if algo in PLAIN:
+        plain = PLAIN[algo]("MlpPolicy", env, buffer_size=1, device="cpu")
+        obs_dim = plain.observation_space.shape[0]
+        return save_actor(SACDeterministicActor(plain).cpu().eval(), obs_dim, folder / "actor"), obs_dim
+    gates = "all" if algo.removesuffix("_tqc") == "xinet" else "none"
     policy_kwargs = dict(gates=gates, architecture=architecture_from_units(units))
-    model = XiNetSAC("MlpPolicy", env, buffer_size=1, device="cpu", policy_kwargs=policy_kwargs)
+    model_class = XiNetTQC if algo.endswith("_tqc") else XiNetSAC
+    model = model_class("MlpPolicy", env, buffer_size=1, device="cpu", policy_kwargs=policy_kwargs)
     if str(model.pruning_summary().params) != params:
         raise ValueError(f"{env} {algo}: widths {units} rebuild {model.pruning_summary().params} parameters, not {params}")
     return export(model, folder / "actor"), model.observation_space.shape[0]
@@ -119,15 +126,24 @@ def spread(values: list[float]) -> float:
     return statistics.stdev(values) if len(values) > 1 else 0.0
 
 
+def family(algo: str) -> dict[str, str]:
+    """The configurations compared with ``algo``: the SAC ones (``sac``, ``dense``, ``xinet``, ``small``) or the
+    TQC ones (the same with ``_tqc``; the plain one is ``tqc``)."""
+    suffix = "_tqc" if algo.endswith("tqc") else ""
+    return dict(plain="tqc" if suffix else "sac", dense=f"dense{suffix}", xinet=f"xinet{suffix}", small=f"small{suffix}")
+
+
 def summarize(runs: list[dict[str, str]], latency: dict[tuple, dict[str, float]]) -> list[dict[str, Any]]:
-    """One row per (env, algo): statistics over seeds."""
+    """One row per (env, algo): statistics over seeds; parameters also as a fraction of the dense OFENet model
+    of the same algorithm."""
     rows = []
     for env in sorted({run["env"] for run in runs}):
-        dense_params = next((int(r["initial_params"]) for r in runs if r["env"] == env and r["algo"] == "dense"), None)
         for algo in LABELS:
             group = [run for run in runs if run["env"] == env and run["algo"] == algo]
             if not group:
                 continue
+            dense = family(algo)["dense"]
+            dense_params = next((int(r["initial_params"]) for r in runs if r["env"] == env and r["algo"] == dense), None)
             returns = [float(run["return_mean"]) for run in group]
             params = statistics.mean(int(run["params"]) for run in group)
             keys = [(run["env"], run["algo"], run["seed"]) for run in group]
@@ -159,25 +175,28 @@ def gap(a: dict[str, Any], b: dict[str, Any]) -> str:
 
 
 def targets(rows: list[dict[str, Any]]) -> list[str]:
-    """The evidence issue's targets, per env with XiNetSAC, dense and small runs."""
+    """The targets (XiNet at <= 30% of the dense model's parameters with >= 95% of its return, above small), per
+    env and algorithm (SAC, TQC) with XiNet, dense and small runs."""
     lines = []
     for env in sorted({row["env"] for row in rows}):
         by_algo = {row["algo"]: row for row in rows if row["env"] == env}
-        xinet, dense, small = by_algo.get("xinet"), by_algo.get("dense"), by_algo.get("small")
-        if not (xinet and dense):
-            continue
-        ratio = xinet["return_mean"] / dense["return_mean"]
-        lines.append(f"- {env}: XiNetSAC keeps {xinet['params_vs_dense']:.1%} of the parameters (target <= 30%: "
-                     f"{'met' if xinet['params_vs_dense'] <= 0.3 else 'NOT met'}); its mean return is {ratio:.1%} of "
-                     f"dense OFENet-SAC's (target >= 95%: {'met' if ratio >= 0.95 else 'NOT met'} on the means; "
-                     f"{xinet['return_mean']} +/- {xinet['return_std']} over {xinet['seeds']} seeds vs "
-                     f"{dense['return_mean']} +/- {dense['return_std']} over {dense['seeds']}; "
-                     f"{gap(xinet, dense)})")  # fmt: skip
-        if small:
-            above = xinet["return_mean"] > small["return_mean"]
-            lines.append(f"  and {'above' if above else 'NOT above'} small-from-scratch OFENet-SAC on the means "
-                         f"({small['return_mean']} +/- {small['return_std']} over {small['seeds']} seeds at "
-                         f"{small['params']:,} parameters; {gap(xinet, small)})")  # fmt: skip
+        for algos in (family("sac"), family("tqc")):
+            xinet, dense, small = (by_algo.get(algos[key]) for key in ("xinet", "dense", "small"))
+            names = {key: LABELS[algo] for key, algo in algos.items()}
+            if not (xinet and dense):
+                continue
+            ratio = xinet["return_mean"] / dense["return_mean"]
+            lines.append(f"- {env}: {names['xinet']} keeps {xinet['params_vs_dense']:.1%} of the parameters (target "
+                         f"<= 30%: {'met' if xinet['params_vs_dense'] <= 0.3 else 'NOT met'}); its mean return is "
+                         f"{ratio:.1%} of {names['dense']}'s (target >= 95%: {'met' if ratio >= 0.95 else 'NOT met'} on "
+                         f"the means; {xinet['return_mean']} +/- {xinet['return_std']} over {xinet['seeds']} seeds vs "
+                         f"{dense['return_mean']} +/- {dense['return_std']} over {dense['seeds']}; "
+                         f"{gap(xinet, dense)})")  # fmt: skip
+            if small:
+                above = xinet["return_mean"] > small["return_mean"]
+                lines.append(f"  and {'above' if above else 'NOT above'} small-from-scratch {names['small']} on the "
+                             f"means ({small['return_mean']} +/- {small['return_std']} over {small['seeds']} seeds at "
+                             f"{small['params']:,} parameters; {gap(xinet, small)})")  # fmt: skip
     return lines
 
 

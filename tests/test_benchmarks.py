@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from sb3_xinet import XiNetSAC
+from sb3_xinet import XiNetSAC, XiNetTQC
 
 BENCHMARKS = Path(__file__).parents[1] / "benchmarks"
 TINY = ["--envs", "Pendulum-v1", "--steps", "300", "--learning-starts", "100", "--ofenet-pretrain-steps", "20"]
@@ -84,18 +84,23 @@ def test_small_widths_match_the_pruned_counts_network_by_network(tmp_path, bench
     assert abs(small["critic0"] - critic_target) / critic_target < 0.05
 
 
-def test_the_table_rebuilds_final_widths_and_checks_their_count(tmp_path, benchmarks_path):
+@pytest.mark.parametrize("algo", ["xinet", "xinet_tqc"])
+def test_the_table_rebuilds_final_widths_and_checks_their_count(tmp_path, benchmarks_path, algo):
     from sweep_table import final_actor, final_units
 
     write_pruned_run(tmp_path, params=0)
     run = rows(tmp_path / "runs.csv")[0]
     with pytest.raises(ValueError, match="rebuild"):
-        final_actor("Pendulum-v1", "xinet", final_units(tmp_path, run), "0", tmp_path)
+        final_actor("Pendulum-v1", algo, final_units(tmp_path, run), "0", tmp_path)
     from small_widths import network_params
     from sweep_table import architecture_from_units
 
-    params = sum(network_params("Pendulum-v1", dict(architecture=architecture_from_units(PRUNED_UNITS))).values())
-    paths, obs_dim = final_actor("Pendulum-v1", "xinet", PRUNED_UNITS, str(params), tmp_path)
+    model_class = XiNetTQC if algo == "xinet_tqc" else XiNetSAC
+    kwargs = dict(architecture=architecture_from_units(PRUNED_UNITS))
+    params = sum(network_params("Pendulum-v1", kwargs, model_class).values())
+    if algo == "xinet_tqc":  # quantile critics: the count of the same widths differs from SAC's
+        assert params > sum(network_params("Pendulum-v1", kwargs).values())
+    paths, obs_dim = final_actor("Pendulum-v1", algo, PRUNED_UNITS, str(params), tmp_path)
     assert obs_dim == 3 and paths["torchscript"].exists() and paths["onnx"].exists()
 
 
@@ -122,3 +127,21 @@ def test_the_targets_report_each_verdict_with_the_gap_the_seeds_can_resolve(benc
     assert "target <= 30%: NOT met" in text and "94.0% of dense" in text and "target >= 95%: NOT met" in text
     assert "difference -60 +/- 29 (standard error)" in text  # sqrt(40**2 / 3 + 30**2 / 3) = 28.9
     assert "and above small-from-scratch" in text and "difference +40 +/- 23" in text
+
+
+def test_each_algorithm_is_held_against_its_own_dense_and_small_models(benchmarks_path):
+    from plots import LABELS
+    from sweep_table import summarize, targets
+
+    def run(algo, seed, ret, params, initial):
+        return dict(env="Hopper-v5", algo=algo, seed=str(seed), steps="100", return_mean=str(ret), params=str(params),
+                    initial_params=str(initial), steps_per_s="1.0")  # fmt: skip
+
+    runs = [run("dense", 0, 1000.0, 600, 600), run("xinet", 0, 990.0, 150, 600)]
+    runs += [run("dense_tqc", 0, 2000.0, 800, 800), run("xinet_tqc", 0, 1000.0, 400, 800)]
+    latency = {(r["env"], r["algo"], r["seed"]): dict(torchscript=1.0, onnxruntime=1.0) for r in runs}
+    rows = {row["algo"]: row for row in summarize(runs, latency)}
+    assert rows["xinet"]["params_vs_dense"] == 0.25 and rows["xinet_tqc"]["params_vs_dense"] == 0.5
+    text = "\n".join(targets(list(rows.values())))
+    assert f"{LABELS['xinet']} keeps 25.0%" in text and "99.0% of dense OFENet-SAC's" in text
+    assert f"{LABELS['xinet_tqc']} keeps 50.0%" in text and "50.0% of dense OFENet-TQC's" in text
