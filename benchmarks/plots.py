@@ -65,10 +65,11 @@ def plot_curves(curves, env: str, key: str, ylabel: str, out: Path) -> None:
 
 
 def plot_units(curves, env: str, out: Path) -> None:
-    """Units alive per layer of the first XiNetSAC run, one line per layer."""
-    runs = curves.get((env, "xinet"))
-    if not runs:
+    """Units alive per layer of the first XiNetSAC run (else XiNetTQC run), one line per layer."""
+    algo = next((algo for algo in ("xinet", "xinet_tqc") if curves.get((env, algo))), None)
+    if algo is None:
         return
+    runs = curves[(env, algo)]
     rows = runs[0]
     steps = [int(row["step"]) for row in rows]
     units = [json.loads(row["units"]) for row in rows]
@@ -79,7 +80,7 @@ def plot_units(curves, env: str, out: Path) -> None:
             ax.plot(steps, [u[block][layer] for u in units], label=f"layer {layer}")
         ax.set(title=block, xlabel="env steps", ylabel="units alive")
     axes[0].legend(fontsize=7)
-    fig.suptitle(f"{env}: XiNetSAC units alive per layer (seed {rows[0]['seed']})")
+    fig.suptitle(f"{env}: {LABELS[algo]} units alive per layer (seed {rows[0]['seed']})")
     fig.tight_layout()
     fig.savefig(out, dpi=120)
     plt.close(fig)
