@@ -14,15 +14,15 @@ import csv
 import statistics
 from pathlib import Path
 
-from sweep_table import architecture_from_units, final_units
+from sweep_table import architecture_from_units, final_units, model_class
 
-from sb3_xinet import XiNetSAC, XiNetTQC
+from sb3_xinet import XiNetSAC
 
 
-def network_params(env: str, policy_kwargs: dict, model_class: type = XiNetSAC) -> dict[str, int]:
+def network_params(env: str, policy_kwargs: dict, xinet_class: type = XiNetSAC) -> dict[str, int]:
     """Parameters per network (ofenet, actor, critic<i>) of an OFENet-SAC (or -TQC) built with these policy
     keywords."""
-    model = model_class("MlpPolicy", env, buffer_size=1, device="cpu", policy_kwargs=dict(gates="none", **policy_kwargs))
+    model = xinet_class("MlpPolicy", env, buffer_size=1, device="cpu", policy_kwargs=dict(gates="none", **policy_kwargs))
     return {network.name: network.params for network in model.pruning_summary().networks}
 
 
@@ -50,20 +50,20 @@ def closest_width(count, target: float, high: int) -> int:
 def match_xinet(sweep: Path, env: str, algo: str = "xinet") -> tuple[tuple[int, int, int], dict[str, float], dict[str, int]]:
     """(ofenet, actor, critic) widths, the XiNet runs' (``algo``: ``xinet`` or ``xinet_tqc``) mean final
     parameters per network, the small model's."""
-    model_class = XiNetTQC if algo.endswith("_tqc") else XiNetSAC
+    xinet_class = model_class(algo)
     with (sweep / "runs.csv").open(newline="") as handle:
         runs = [row for row in csv.DictReader(handle) if row["env"] == env and row["algo"] == algo]
     if not runs:
         raise ValueError(f"no finished {algo} run of {env} in {sweep / 'runs.csv'}")
     counts = [
-        network_params(env, dict(architecture=architecture_from_units(final_units(sweep, run))), model_class) for run in runs
+        network_params(env, dict(architecture=architecture_from_units(final_units(sweep, run))), xinet_class) for run in runs
     ]
     target = {name: statistics.mean(count[name] for count in counts) for name in counts[0]}
     critics = [name for name in target if name not in ("ofenet", "actor")]  # the networks critic0, critic1 ...
     critic_target = statistics.mean(target[name] for name in critics)
 
     def count(ofenet: int, actor: int, critic: int) -> dict[str, int]:
-        return network_params(env, small_kwargs(ofenet, actor, critic), model_class)
+        return network_params(env, small_kwargs(ofenet, actor, critic), xinet_class)
 
     ofenet = closest_width(lambda w: count(w, 1, 1)["ofenet"], target["ofenet"], 40)
     actor = closest_width(lambda w: count(ofenet, w, 1)["actor"], target["actor"], 256)

@@ -40,6 +40,14 @@ from sb3_xinet.export import export, latency_us, save_actor
 PLAIN = {"sac": SAC, "tqc": TQC}
 
 
+def model_class(algo: str) -> type:
+    """The class a ``compare.py`` configuration trains: SB3's SAC and sb3-contrib's TQC for ``sac`` and ``tqc``,
+    XiNetTQC for the other ``_tqc`` ones, XiNetSAC for the rest."""
+    if algo in PLAIN:
+        return PLAIN[algo]
+    return XiNetTQC if algo.endswith("_tqc") else XiNetSAC
+
+
 class SACDeterministicActor(nn.Module):
     """SB3 SAC's (and sb3-contrib TQC's, the same actor) deterministic action as plain modules: hidden layers, mean
     head, tanh, rescaling to the bounds."""
@@ -78,13 +86,12 @@ def final_actor(env: str, algo: str, units: dict[str, list[int]], params: str, f
     """Build a run's deterministic actor at its final widths (checked against the run's final parameter count);
     write it as TorchScript and ONNX; return the paths and the observation size."""
     if algo in PLAIN:
-        plain = PLAIN[algo]("MlpPolicy", env, buffer_size=1, device="cpu")
+        plain = model_class(algo)("MlpPolicy", env, buffer_size=1, device="cpu")
         obs_dim = plain.observation_space.shape[0]
         return save_actor(SACDeterministicActor(plain).cpu().eval(), obs_dim, folder / "actor"), obs_dim
     gates = "all" if algo.removesuffix("_tqc") == "xinet" else "none"
     policy_kwargs = dict(gates=gates, architecture=architecture_from_units(units))
-    model_class = XiNetTQC if algo.endswith("_tqc") else XiNetSAC
-    model = model_class("MlpPolicy", env, buffer_size=1, device="cpu", policy_kwargs=policy_kwargs)
+    model = model_class(algo)("MlpPolicy", env, buffer_size=1, device="cpu", policy_kwargs=policy_kwargs)
     if str(model.pruning_summary().params) != params:
         raise ValueError(f"{env} {algo}: widths {units} rebuild {model.pruning_summary().params} parameters, not {params}")
     return export(model, folder / "actor"), model.observation_space.shape[0]

@@ -41,14 +41,10 @@ from typing import Any
 
 import gymnasium as gym
 import torch as th
-from sb3_contrib import TQC
-from stable_baselines3 import SAC
+from sweep_table import PLAIN, family, model_class
 from tables import write_results
 
-from sb3_xinet import XiNetSAC, XiNetTQC
-
-XINET = {"sac": XiNetSAC, "tqc": XiNetTQC}
-PLAIN = {"sac": SAC, "tqc": TQC}
+from sb3_xinet import XiNetSAC
 
 PER_PRUNED = ("xinet_pruned", "xinet_folded", "small")  # the variants built from a pruned model
 
@@ -65,7 +61,7 @@ def remove_by_hand(model: XiNetSAC, keep: float) -> None:
 def pruned_model(path: str | None, args: argparse.Namespace, common: dict[str, Any], xinet: dict[str, Any]) -> XiNetSAC:
     """The pruned model: loaded from ``path`` (with a fresh replay buffer and the same warm-up as the others;
     it keeps training with the regularizer on, its loss scales come with the save), or pruned by hand."""
-    xinet_class = XINET[args.algo]
+    xinet_class = model_class(family(args.algo)["xinet"])
     if path:
         model = xinet_class.load(path, env=gym.make(args.env), buffer_size=1_000_000, **common)
         model.pruning_start = 0
@@ -78,11 +74,11 @@ def pruned_model(path: str | None, args: argparse.Namespace, common: dict[str, A
 def build(variant: str, args: argparse.Namespace, path: str | None = None) -> Any:
     common: dict[str, Any] = dict(learning_starts=args.warmup, seed=0, device=args.device, verbose=0)
     xinet = dict(common, ofenet_pretrain_steps=args.pretrain)
-    xinet_class = XINET[args.algo]
+    xinet_class = model_class(family(args.algo)["xinet"])
     if "pruning_end" in inspect.signature(xinet_class).parameters:  # so that the script also measures older versions
         xinet["pruning_end"] = 10**10
     if variant in PLAIN:
-        return PLAIN[variant]("MlpPolicy", args.env, **common)
+        return model_class(variant)("MlpPolicy", args.env, **common)
     if variant == "dense":
         return xinet_class("MlpPolicy", args.env, cost_weight=0.0, policy_kwargs=dict(gates="none"), **xinet)
     if variant == "xinet_warmup":
@@ -122,7 +118,7 @@ def main() -> None:
     parser.add_argument("--chunk", type=int, default=300)
     parser.add_argument("--warmup", type=int, default=1000)
     parser.add_argument("--pretrain", type=int, default=200)
-    parser.add_argument("--algo", choices=sorted(XINET), default="sac", help="XiNetSAC or XiNetTQC for the XiNet variants")
+    parser.add_argument("--algo", choices=sorted(PLAIN), default="sac", help="XiNetSAC or XiNetTQC for the XiNet variants")
     parser.add_argument("--env", default="Hopper-v5", help="the env of the sizes (and of the --pruned saves)")
     parser.add_argument("--pruned", nargs="+", default=[None], help="pruned XiNetSAC (XiNetTQC) saves (.zip)")
     parser.add_argument("--labels", nargs="+", default=None, help="a short name for each --pruned save")

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from sb3_xinet import XiNetSAC, XiNetTQC
+from sb3_xinet import XiNetSAC
 
 BENCHMARKS = Path(__file__).parents[1] / "benchmarks"
 TINY = ["--envs", "Pendulum-v1", "--steps", "300", "--learning-starts", "100", "--ofenet-pretrain-steps", "20"]
@@ -93,11 +93,10 @@ def test_the_table_rebuilds_final_widths_and_checks_their_count(tmp_path, benchm
     with pytest.raises(ValueError, match="rebuild"):
         final_actor("Pendulum-v1", algo, final_units(tmp_path, run), "0", tmp_path)
     from small_widths import network_params
-    from sweep_table import architecture_from_units
+    from sweep_table import architecture_from_units, model_class
 
-    model_class = XiNetTQC if algo == "xinet_tqc" else XiNetSAC
     kwargs = dict(architecture=architecture_from_units(PRUNED_UNITS))
-    params = sum(network_params("Pendulum-v1", kwargs, model_class).values())
+    params = sum(network_params("Pendulum-v1", kwargs, model_class(algo)).values())
     if algo == "xinet_tqc":  # quantile critics: the count of the same widths differs from SAC's
         assert params > sum(network_params("Pendulum-v1", kwargs).values())
     paths, obs_dim = final_actor("Pendulum-v1", algo, PRUNED_UNITS, str(params), tmp_path)
