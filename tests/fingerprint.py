@@ -1,0 +1,135 @@
+"""The training-math fingerprint: seeded short runs whose results must not change unless the math does.
+
+Each run trains a tiny model on Pendulum-v1 through the warm-up, OFENet's pre-training, the regularizer, several
+removals and the fold at ``pruning_end``, then trains on as plain OFENet-SAC/TQC. The fingerprint of a run is
+what it computed: the SHA-256 of every theta just before the fold and of every final parameter and buffer, the
+units removed at each removal, and every value logged under ``train/``, ``xinet/`` and ``rollout/``.
+
+Bit-for-bit results need one code path through the math libraries, whatever CPU runs the test: the run is made
+in a fresh process with one thread and with PyTorch's, MKL's and oneDNN's kernels pinned to their AVX2 versions
+(:data:`PINNED`), which every x86-64 CPU of the last decade runs and which give the same bits on all of them.
+
+    python -m tests.fingerprint            # print the fingerprints of this checkout as JSON
+    python -m tests.fingerprint --write    # make them the reference (tests/fingerprint_reference.json)
+
+Rewrite the reference only on purpose, when a change is meant to change what training computes, and say why in
+the commit that does it.
+"""
+
+import argparse
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+REFERENCE = Path(__file__).with_name("fingerprint_reference.json")
+# environment of the fingerprint's process: one thread, and one kernel variant on any x86-64 CPU with AVX2
+PINNED = {
+    "OMP_NUM_THREADS": "1",
+    "MKL_NUM_THREADS": "1",
+    "ATEN_CPU_CAPABILITY": "avx2",
+    "MKL_CBWR": "AVX2,STRICT",
+    "ONEDNN_MAX_CPU_ISA": "AVX2",
+}
+STEPS = 500
+THETA_STEP = 340  # the thetas are read here, before the fold at pruning_end
+TIME_CALIBRATION = dict(per_mac=2e-10, per_unit=2e-8, per_layer=4e-6, fixed=1e-3, batch_size=32, device="cpu")
+RUNS: dict[str, dict[str, Any]] = {
+    "XiNetSAC-params": dict(algo="XiNetSAC"),
+    "XiNetSAC-time": dict(algo="XiNetSAC", cost_model="time", time_calibration=TIME_CALIBRATION),
+    "XiNetTQC-params": dict(algo="XiNetTQC"),
+    "XiNetTQC-time": dict(algo="XiNetTQC", cost_model="time", time_calibration=TIME_CALIBRATION),
+    "XiNetSAC-reinforce": dict(algo="XiNetSAC", policy_kwargs=dict(gate_estimator="reinforce")),
+}
+LOGGED = ("train/", "xinet/", "rollout/")
+
+
+def digest(tensors: dict[str, Any]) -> dict[str, str]:
+    """SHA-256 of each tensor's bytes (with its shape), by name."""
+    found = {}
+    for name, value in sorted(tensors.items()):
+        data = value.detach().cpu().contiguous().numpy().tobytes()
+        found[name] = hashlib.sha256(str(tuple(value.shape)).encode() + data).hexdigest()
+    return found
+
+
+def run(name: str) -> dict[str, Any]:
+    """Train the configuration ``name`` of :data:`RUNS` and return its fingerprint."""
+    import torch as th
+    from stable_baselines3.common.callbacks import BaseCallback
+    from stable_baselines3.common.logger import KVWriter, Logger
+
+    import sb3_xinet
+    from sb3_xinet.callbacks import XiNetPruningCallback
+    from tests.helpers import PRUNING
+
+    th.set_num_threads(1)
+    config = dict(RUNS[name])
+    algo = getattr(sb3_xinet, config.pop("algo"))
+    policy_kwargs = {**PRUNING["policy_kwargs"], **config.pop("policy_kwargs", {})}
+    model = algo("MlpPolicy", "Pendulum-v1", **{**PRUNING, "pruning_end": 350, **config, "policy_kwargs": policy_kwargs})
+
+    logged: list[dict[str, Any]] = []
+
+    class Recorder(KVWriter):
+        def write(self, key_values: dict[str, Any], key_excluded: dict[str, Any], step: int = 0) -> None:
+            logged.append({key: float(value) for key, value in sorted(key_values.items()) if key.startswith(LOGGED)})
+
+    class Thetas(BaseCallback):
+        thetas: dict[str, str] = {}
+
+        def _on_step(self) -> bool:
+            if self.num_timesteps == THETA_STEP:
+                named = self.model.policy.named_parameters()
+                self.thetas = digest({key: value for key, value in named if key.endswith("theta")})
+            return True
+
+    model.set_logger(Logger(folder=None, output_formats=[Recorder()]))
+    thetas, pruning = Thetas(), XiNetPruningCallback()
+    model.learn(STEPS, callback=[thetas, pruning], log_interval=1)
+    return {
+        "thetas_before_fold": thetas.thetas,
+        "final_state": digest(model.policy.state_dict()),
+        "removals": [[step, removed] for step, removed in pruning.removals],
+        "logged": logged,
+    }
+
+
+def fingerprints() -> dict[str, Any]:
+    """The fingerprints of every run of :data:`RUNS`, computed in a fresh, pinned process."""
+    environment = {**os.environ, **PINNED}
+    root = Path(__file__).resolve().parent.parent
+    result = subprocess.run(
+        [sys.executable, "-m", "tests.fingerprint", "--inside"],
+        env=environment,
+        cwd=root,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if result.returncode != 0:
+        raise RuntimeError(f"The fingerprint run failed:\n{result.stderr[-4000:]}")
+    return json.loads(result.stdout)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--write", action="store_true", help=f"write the reference ({REFERENCE.name})")
+    parser.add_argument("--inside", action="store_true", help=argparse.SUPPRESS)  # the pinned process itself
+    args = parser.parse_args()
+    if args.inside:
+        json.dump({name: run(name) for name in RUNS}, sys.stdout)
+        return
+    found = fingerprints()
+    if args.write:
+        REFERENCE.write_text(json.dumps(found, indent=1, sort_keys=True) + "\n")
+        print(f"wrote {REFERENCE}")
+    else:
+        print(json.dumps(found, indent=1, sort_keys=True))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,29 @@
+"""The training math is unchanged: seeded runs of every algorithm and cost model give the reference's bits.
+
+See :mod:`tests.fingerprint` for what a fingerprint holds and how to rewrite the reference on purpose.
+"""
+
+import json
+
+from tests.fingerprint import REFERENCE, RUNS, fingerprints
+
+
+def differences(want: object, have: object, path: str = "") -> list[str]:
+    """Where two JSON values differ, as paths (the first few are enough to say what changed)."""
+    if isinstance(want, dict) and isinstance(have, dict):
+        found = [f"{path}/{key}: only in one" for key in sorted(set(want) ^ set(have))]
+        shared = sorted(set(want) & set(have))
+        return found + [line for key in shared for line in differences(want[key], have[key], f"{path}/{key}")]
+    if isinstance(want, list) and isinstance(have, list) and len(want) == len(have):
+        return [line for i, (a, b) in enumerate(zip(want, have, strict=True)) for line in differences(a, b, f"{path}[{i}]")]
+    return [] if want == have else [f"{path}: {str(want)[:60]} -> {str(have)[:60]}"]
+
+
+def test_training_computes_the_reference_bits():
+    """Every run of every algorithm (SAC, TQC) and cost model (parameters, time; REINFORCE gates), through removals
+    and the fold: thetas, final parameters, removals and logged values equal the reference bit for bit."""
+    reference = json.loads(REFERENCE.read_text())
+    assert set(reference) == set(RUNS)
+    found = fingerprints()
+    changed = differences(reference, found)
+    assert not changed, f"{len(changed)} values differ from {REFERENCE.name}, e.g.:\n" + "\n".join(changed[:15])
