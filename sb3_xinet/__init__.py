@@ -4,11 +4,13 @@ import os
 
 from sb3_xinet.callbacks import XiNetPruningCallback
 from sb3_xinet.common.errors import PrunedShapeError, UnsupportedSpaceError
-from sb3_xinet.cost import LossScale, cost_penalty, count_parameters
+from sb3_xinet.cost import LossScale, count_parameters
 from sb3_xinet.gates import BernoulliGate, score_function_loss
 from sb3_xinet.nets import GatedDenseNet, GatedLayer, GatedMLP
 from sb3_xinet.ofenet import OFENet
 from sb3_xinet.policies import MlpPolicy, XiNetPolicy, XiNetTQCPolicy
+from sb3_xinet.regularizer import Regularizer
+from sb3_xinet.schedule import PruningSchedule
 from sb3_xinet.summary import PruningSummary
 from sb3_xinet.time_cost import TimeCalibration
 from sb3_xinet.xinet_sac import XiNetSAC
@@ -26,7 +28,9 @@ __all__ = [
     "MlpPolicy",
     "OFENet",
     "PrunedShapeError",
+    "PruningSchedule",
     "PruningSummary",
+    "Regularizer",
     "TimeCalibration",
     "UnsupportedSpaceError",
     "XiNetPolicy",
@@ -34,7 +38,6 @@ __all__ = [
     "XiNetSAC",
     "XiNetTQC",
     "XiNetTQCPolicy",
-    "cost_penalty",
     "count_parameters",
     "score_function_loss",
 ]

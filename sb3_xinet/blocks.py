@@ -1,8 +1,9 @@
-"""The registry of a policy's gated blocks: what each one is, which network it belongs to, which loss pays for it.
+"""The names of a policy's parts, and the registry of its gated blocks: what each block is, which network it
+belongs to, which loss pays for it.
 
-Summaries, logs, loss scales and benchmark tables all key blocks by name (``ofenet.state``, ``actor``,
-``critic0`` ...). The names are made here from a block's role and index, and read back here
-(:meth:`BlockEntry.role_of`), so no other module builds or parses them.
+Summaries, logs, loss scales, the time model's prices and benchmark tables all key the parts of a policy by name
+(``ofenet.state``, ``ofenet.head``, ``actor``, ``critic0`` ...). The names are made here, from a part's role and
+index, and read back here (:meth:`BlockEntry.role_of`, :func:`short_name`); no other module builds or parses them.
 """
 
 from dataclasses import dataclass
@@ -13,8 +14,31 @@ from torch import nn
 from sb3_xinet.nets import GatedBlock
 
 Role = Literal["ofenet.state", "ofenet.state_action", "actor", "critic"]
-OFENET_ROLES: tuple[Role, ...] = ("ofenet.state", "ofenet.state_action")
-ROLES: tuple[Role, ...] = (*OFENET_ROLES, "actor", "critic")
+Part = Literal["ofenet.state", "ofenet.state_action", "ofenet.head", "actor", "critic"]
+OFENET = "ofenet"
+STATE: Role = "ofenet.state"
+STATE_ACTION: Role = "ofenet.state_action"
+HEAD: Part = "ofenet.head"  # OFENet's aux head: priced, but not gated
+ACTOR: Role = "actor"
+CRITIC: Role = "critic"
+OFENET_ROLES: tuple[Role, ...] = (STATE, STATE_ACTION)
+ROLES: tuple[Role, ...] = (*OFENET_ROLES, ACTOR, CRITIC)
+AUX_LOSS = "aux"  # the loss OFENet's thetas pay with
+
+
+def branch_role(branch: Literal["state", "state_action"]) -> Role:
+    """The role of one of OFENet's branches (``ofenet.state`` for its ``state`` branch)."""
+    return STATE if branch == "state" else STATE_ACTION
+
+
+def critic_name(index: int) -> str:
+    """The name of critic ``index`` (``critic0``): its block, its network and its loss."""
+    return f"{CRITIC}{index}"
+
+
+def short_name(name: str) -> str:
+    """A block's name without its network (``state`` for ``ofenet.state``), for tables."""
+    return name.removeprefix(f"{OFENET}.")
 
 
 @dataclass(frozen=True)
@@ -24,8 +48,8 @@ class BlockEntry:
     :param role: what the block is: one of OFENet's two DenseNet branches, the actor's or a critic's hidden layers
     :param block: the block itself
     :param index: the critic's index (None for the other roles)
-    :param owner: the module that removes the block's units together with their readers (OFENet for its
-        branches, the actor, the critic's Q-network)
+    :param owner: the module that removes a head's units together with their readers (the actor, the critic's
+        Q-network); None for OFENet's branches, whose units OFENet removes with every reader of its features
     :param target: the owner's target copy, which loses the same units (a critic's target Q-network), or None
     """
 
@@ -38,18 +62,18 @@ class BlockEntry:
     @property
     def name(self) -> str:
         """The block's key: its role, and the critic's index (``critic0``)."""
-        return self.role if self.index is None else f"{self.role}{self.index}"
+        return self.role if self.index is None else critic_name(self.index)
 
     @property
     def network(self) -> str:
         """The network it belongs to, as the summary counts parameters: ``ofenet``, ``actor``, ``critic0``."""
-        return "ofenet" if self.role in OFENET_ROLES else self.name
+        return OFENET if self.role in OFENET_ROLES else self.name
 
     @property
     def loss(self) -> str:
         """The loss its thetas' cost is weighed against (its loss scale's key): OFENet's aux loss, the actor's
         loss, or the critic's own loss."""
-        return "aux" if self.role in OFENET_ROLES else self.name
+        return AUX_LOSS if self.role in OFENET_ROLES else self.name
 
     @property
     def whole_layers(self) -> bool:
@@ -60,6 +84,6 @@ class BlockEntry:
     def role_of(name: str) -> Role:
         """The role of a block known only by its name (as in a table of units per block)."""
         for role in ROLES:
-            if name == role or (role == "critic" and name[len(role) :].isdigit() and name.startswith(role)):
+            if name == role or (role == CRITIC and name[len(role) :].isdigit() and name.startswith(role)):
                 return role
         raise ValueError(f"{name!r} is not a block name: expected one of {ROLES[:-1]} or critic<i>")

@@ -1,105 +1,90 @@
-"""The pruning callback: the regularizer's schedule, the removal of dead units, and their logging."""
+"""The pruning callback: it asks the pruning schedule what happens at each env step, has the algorithm do it
+(regularize, remove, fold), and logs what is left."""
 
-from typing import TYPE_CHECKING
+from typing import Any, Protocol, runtime_checkable
 
-from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.callbacks import BaseCallback, CallbackList, ConvertCallback
+from stable_baselines3.common.type_aliases import MaybeCallback
 
-from sb3_xinet.common.checks import check_int
+from sb3_xinet.schedule import Action, PruningSchedule
 from sb3_xinet.summary import PruningSummary
 
-if TYPE_CHECKING:
-    from sb3_xinet.common.algorithm import XiNetAlgorithm
+
+@runtime_checkable
+class Prunable(Protocol):
+    """What the callback needs of an algorithm (the XiNet algorithms): its schedule and regularizer, and the
+    removal, the end of pruning and the summary."""
+
+    pruning_schedule: PruningSchedule
+    regularizer: Any
+    pruning_ended: bool
+
+    def prune(self) -> dict[str, dict[int, list[int]]]: ...
+
+    def end_pruning(self) -> None: ...
+
+    def pruning_summary(self) -> PruningSummary: ...
 
 
 class XiNetPruningCallback(BaseCallback):
-    """Switches the cost-aware regularizer on at ``pruning_start`` and removes, every ``prune_freq`` env steps,
-    the units whose theta reached the threshold (from each network, its target copy and its optimizer state).
+    """Switches the cost-aware regularizer on and off, removes the units whose theta reached the threshold and
+    ends pruning, when the model's pruning schedule (``model.pruning_schedule``) says so.
 
-    The algorithm's ``learn`` attaches one with the model's settings; pass a configured instance as ``callback``
-    to override them. Logged through SB3's logger (every ``log_interval`` episodes, like SAC's keys):
+    The algorithm's ``learn`` attaches one; pass one as ``callback`` to print every removal (``verbose=1``) or to
+    read ``removals`` afterwards. Logged through SB3's logger (every ``log_interval`` episodes, like SAC's keys):
     ``xinet/params`` and ``xinet/params_initial`` (OFENet + actor + critics), ``xinet/params_fraction``,
     ``xinet/params/<network>`` and ``xinet/params_initial/<network>``, ``xinet/units/<block>/<layer>``,
     ``xinet/units_removed``, ``xinet/cost_active``, ``xinet/pruning_ended``; the cost term (``xinet/cost_term``)
     and the aux loss (``train/aux_loss``) are logged by the training step.
 
-    :param pruning_start: env step at which the regularizer and pruning start (None: the model's)
-    :param prune_freq: env steps between two removals (None: the model's)
-    :param verbose: 1 prints every removal
-    :param pruning_end: env step at which pruning ends and the gates are folded away (None: the model's)
+    :param verbose: 1 prints every removal and the end of pruning
 
     ``removals`` lists, for every removal during the callback's runs, the env step and what went (per block,
     per layer id, the units' positions within their layer at that moment), e.g. to follow units over time.
     """
 
-    model: "XiNetAlgorithm"
+    model: Any  # a Prunable algorithm (checked when the callback starts)
 
-    def __init__(
-        self,
-        pruning_start: int | None = None,
-        prune_freq: int | None = None,
-        verbose: int = 0,
-        pruning_end: int | None = None,
-    ) -> None:
+    def __init__(self, verbose: int = 0) -> None:
         super().__init__(verbose)
-        for name, value, minimum in (
-            ("pruning_start", pruning_start, 0),
-            ("prune_freq", prune_freq, 1),
-            ("pruning_end", pruning_end, 0),
-        ):
-            if value is not None:
-                check_int(name, value, minimum)
-        self._pruning_start = pruning_start
-        self._pruning_end = pruning_end
-        self._prune_freq = prune_freq
-        self._last_prune = 0
         self._summary: PruningSummary | None = None
         self.removals: list[tuple[int, dict[str, dict[int, list[int]]]]] = []
 
-    @property
-    def pruning_start(self) -> int:
-        return self.model.pruning_start if self._pruning_start is None else self._pruning_start
-
-    @property
-    def prune_freq(self) -> int:
-        return self.model.prune_freq if self._prune_freq is None else self._prune_freq
-
     def _init_callback(self) -> None:
-        if not hasattr(self.model, "pruning_summary"):
+        if not isinstance(self.model, Prunable):
             raise TypeError(
                 f"XiNetPruningCallback works with the XiNet algorithms (XiNetSAC, XiNetTQC), not {type(self.model).__name__}"
             )
 
     def _on_training_start(self) -> None:
-        self._last_prune = self.model.num_timesteps
+        self.model.pruning_schedule.restart(self.num_timesteps)
         self._summary = None
-        self._update_schedule()
+        self._act()
 
-    @property
-    def pruning_end(self) -> int:
-        return self.model.pruning_end if self._pruning_end is None else self._pruning_end
+    def _on_step(self) -> bool:
+        self._act()
+        return True
 
-    def _update_schedule(self) -> None:
+    def _act(self) -> None:
+        """Do what the schedule asks for now."""
         model = self.model
-        if not model.pruning_ended and model.num_timesteps >= self.pruning_end:
+        action = model.pruning_schedule.step(self.num_timesteps, model.pruning_ended)
+        if action is Action.FOLD:
             model.end_pruning()
             self._summary = None
             if self.verbose >= 1:
-                name = type(self.model).__name__
-                print(f"{name}: step {self.num_timesteps}, pruning ended; the gates are folded into the weights")
-        model.cost_active = not model.pruning_ended and model.cost_weight > 0 and model.num_timesteps >= self.pruning_start
-
-    def _on_step(self) -> bool:
-        self._update_schedule()
-        if self.model.cost_active and self.num_timesteps - self._last_prune >= self.prune_freq:
-            self._last_prune = self.num_timesteps
+                print(
+                    f"{type(model).__name__}: step {self.num_timesteps}, pruning ended; the gates are folded into the weights"
+                )
+        model.regularizer.switch(action.regularizes)
+        if action is Action.REMOVE and model.regularizer.active:
             self._prune()
-        return True
 
     def _on_rollout_end(self) -> None:
         self._record()
 
     def _on_training_end(self) -> None:
-        if self.model.cost_active:
+        if self.model.regularizer.active:  # what reached the threshold since the last removal goes before a save
             self._prune()
         self._record()
 
@@ -126,10 +111,41 @@ class XiNetPruningCallback(BaseCallback):
         record("xinet/params_initial", summary.initial_params)
         record("xinet/params_fraction", summary.params_fraction)
         record("xinet/units_removed", summary.initial_units - summary.units)
-        record("xinet/cost_active", int(self.model.cost_active))
+        record("xinet/cost_active", int(self.model.regularizer.active))
         record("xinet/pruning_ended", int(self.model.pruning_ended))
         for network in summary.networks:
             record(f"xinet/params/{network.name}", network.params)
             record(f"xinet/params_initial/{network.name}", network.initial_params)
             for layer in network.layers:
                 record(f"xinet/units/{layer.block}/{layer.layer}", layer.units)
+
+
+def with_pruning_callback(callback: MaybeCallback) -> MaybeCallback:
+    """The user's callback(s) (plain functions wrapped as SB3 does), plus a default :class:`XiNetPruningCallback`
+    unless one of them, at any depth of a :class:`CallbackList`, is one.
+
+    :raises ValueError: for the RL Zoo's ``ParallelTrainCallback``, which trains a copy of the model loaded as a
+        plain SAC in another thread: pruning either copy would change the shapes the other one syncs.
+    """
+
+    def flat(item: MaybeCallback) -> list[BaseCallback]:
+        if item is None:
+            return []
+        if isinstance(item, list):
+            return [leaf for sub in item for leaf in flat(sub)]
+        if isinstance(item, CallbackList):
+            return flat(item.callbacks)
+        return [item if isinstance(item, BaseCallback) else ConvertCallback(item)]
+
+    callbacks = flat(callback)
+    for item in callbacks:
+        if type(item).__name__ == "ParallelTrainCallback":
+            raise ValueError(
+                "XiNet algorithms do not support rl_zoo3's ParallelTrainCallback: it trains a copy of the model in another "
+                "thread and copies its weights back, and pruning changes the networks' shapes while they train."
+            )
+    if any(isinstance(item, XiNetPruningCallback) for item in callbacks):
+        return callback
+    # the user's callback objects stay as given (a CallbackList keeps seeing the rollout's locals, as in SB3)
+    given = callback if isinstance(callback, list) else [] if callback is None else [callback]
+    return [item if isinstance(item, BaseCallback) else ConvertCallback(item) for item in given] + [XiNetPruningCallback()]

@@ -1,4 +1,5 @@
-"""``python -m sb3_xinet.enjoy``: the RL Zoo's evaluation command for saved (pruned) XiNetSAC models.
+"""``python -m sb3_xinet.enjoy``: the RL Zoo's evaluation command for saved (pruned) XiNetSAC and XiNetTQC
+models (the keys of :mod:`sb3_xinet.train`).
 
 Every ``rl_zoo3.enjoy`` flag passes through; without ``--num-threads`` torch runs on one thread. Example::
 

@@ -23,6 +23,7 @@ from gymnasium import spaces
 from stable_baselines3.common.preprocessing import get_action_dim, get_flattened_obs_dim, is_image_space, preprocess_obs
 from torch import nn
 
+from sb3_xinet.blocks import HEAD, branch_role
 from sb3_xinet.common.checks import check_int
 from sb3_xinet.common.errors import UnsupportedSpaceError
 from sb3_xinet.cost import Pricing, parameter_pricing
@@ -199,15 +200,15 @@ class OFENet(nn.Module):
     def expected_cost(self, pricing: Pricing = parameter_pricing) -> tuple[th.Tensor, th.Tensor, th.Tensor]:
         """``(cost of OFENet, E[width of phi_s], E[width of phi_sa])`` as polynomials in the thetas.
 
-        The cost covers both branches and the aux head (priced as ``ofenet.state``, ``ofenet.state_action`` and
-        ``ofenet.head``; by default their parameters: every weight, bias and BatchNorm affine parameter); the
+        The cost covers both branches and the aux head (each priced as its part, :data:`sb3_xinet.blocks.Part`;
+        by default their parameters: every weight, bias and BatchNorm affine parameter); the
         expected widths let the networks that read ``phi_s`` / ``phi_sa`` add their own cost.
         """
-        cost_state, width_s = self.state.expected_cost(th.as_tensor(float(self.obs_dim)), pricing("ofenet.state"))
+        cost_state, width_s = self.state.expected_cost(th.as_tensor(float(self.obs_dim)), pricing(branch_role("state")))
         cost_state_action, width_sa = self.state_action.expected_cost(
-            width_s + self.action_dim, pricing("ofenet.state_action")
+            width_s + self.action_dim, pricing(branch_role("state_action"))
         )
-        cost_head = pricing("ofenet.head")(width_sa, th.as_tensor(float(self.target_dim)), th.ones(()), 0)
+        cost_head = pricing(HEAD)(width_sa, th.as_tensor(float(self.target_dim)), th.ones(()), 0)
         return cost_state + cost_state_action + cost_head, width_s, width_sa
 
     def register_consumer(self, feature: Branch, consumer: nn.Module) -> None:

@@ -1,4 +1,4 @@
-"""Actor, critic and policy of XiNetSAC: SAC heads wired to one shared, gated OFENet.
+"""Actor, critics and policies of the XiNet algorithms: SAC's (and TQC's) heads wired to one shared, gated OFENet.
 
 - One :class:`~sb3_xinet.ofenet.OFENet` lives in the policy (``policy.ofenet``). The actor reads ``phi_s(s)``,
   each critic and target critic read ``phi_sa(s, a)``; they hold OFENet by reference, outside their own
@@ -26,7 +26,7 @@ from stable_baselines3.common.torch_layers import BaseFeaturesExtractor, Flatten
 from stable_baselines3.common.type_aliases import PyTorchObs, Schedule
 from torch import nn
 
-from sb3_xinet.blocks import OFENET_ROLES, BlockEntry
+from sb3_xinet.blocks import ACTOR, CRITIC, OFENET, BlockEntry, branch_role, critic_name
 from sb3_xinet.common.checks import check_int, check_number
 from sb3_xinet.cost import LayerPrice, Pricing, parameter_price, parameter_pricing
 from sb3_xinet.gates import ESTIMATORS, GateEstimator
@@ -62,6 +62,28 @@ def make_optimizer(
     if thetas:
         groups.append({"params": thetas, "lr": theta_lr, "theta": True})
     return optimizer_class(groups, **kwargs)
+
+
+def check_policy_arguments(
+    log_std_init: float | None,
+    clip_mean: float,
+    gates: str,
+    gate_estimator: str,
+    n_critics: int,
+    ofenet_learning_rate: float,
+    theta_learning_rate: float,
+) -> None:
+    """Validate the policy's own arguments; a ValueError names the bad one."""
+    if log_std_init is not None:
+        check_number("log_std_init", log_std_init)
+    check_number("clip_mean", clip_mean, minimum=0)
+    if gates not in GATES:
+        raise ValueError(f"gates must be one of {GATES}, got {gates!r}")
+    if gate_estimator not in ESTIMATORS:
+        raise ValueError(f"gate_estimator must be one of {ESTIMATORS}, got {gate_estimator!r}")
+    check_int("n_critics", n_critics, 1)
+    check_number("ofenet_learning_rate", ofenet_learning_rate, positive=True)
+    check_number("theta_learning_rate", theta_learning_rate, positive=True)
 
 
 class XiNetActor(BasePolicy):
@@ -338,7 +360,8 @@ class XiNetCritic(BaseModel):
 
 
 class XiNetPolicy(BasePolicy):
-    """Policy of XiNetSAC: OFENet, actor, critics and target critics (alias ``"MlpPolicy"``).
+    """Policy of XiNetSAC: OFENet, actor, critics and target critics (alias ``"MlpPolicy"``); XiNetTQC's
+    (:class:`XiNetTQCPolicy`) is this one with quantile critics.
 
     SAC's keyword arguments keep their meaning; ``net_arch`` gives the actor's and critics' hidden layers
     (a list for both, or ``dict(pi=[...], qf=[...])``).
@@ -394,20 +417,13 @@ class XiNetPolicy(BasePolicy):
     ) -> None:
         if features_extractor_class not in (None, FlattenExtractor) or features_extractor_kwargs or share_features_extractor:
             raise ValueError(
-                "OFENet is XiNetSAC's feature extractor, shared by the actor and the critics and trained by its own "
-                "aux loss: features_extractor_class, features_extractor_kwargs and share_features_extractor do not "
+                "OFENet is the XiNet policies' feature extractor, shared by the actor and the critics and trained by its "
+                "own aux loss: features_extractor_class, features_extractor_kwargs and share_features_extractor do not "
                 "apply; size OFENet with ofenet_kwargs"
             )
-        if log_std_init is not None:
-            check_number("log_std_init", log_std_init)
-        check_number("clip_mean", clip_mean, minimum=0)
-        if gates not in GATES:
-            raise ValueError(f"gates must be one of {GATES}, got {gates!r}")
-        if gate_estimator not in ESTIMATORS:
-            raise ValueError(f"gate_estimator must be one of {ESTIMATORS}, got {gate_estimator!r}")
-        check_int("n_critics", n_critics, 1)
-        check_number("ofenet_learning_rate", ofenet_learning_rate, positive=True)
-        check_number("theta_learning_rate", theta_learning_rate, positive=True)
+        check_policy_arguments(
+            log_std_init, clip_mean, gates, gate_estimator, n_critics, ofenet_learning_rate, theta_learning_rate
+        )
         if optimizer_class in (th.optim.Adam, th.optim.AdamW) and not {"fused", "foreach"} & set(optimizer_kwargs or {}):
             # one kernel for all parameters: 3x faster than the per-parameter loop torch uses on CPU
             optimizer_kwargs = {**(optimizer_kwargs or {}), "fused": True}
@@ -448,6 +464,8 @@ class XiNetPolicy(BasePolicy):
         self.critic_target = self.make_critic(critic_units)
         self.critic_target.load_state_dict(self.critic.state_dict())
         self.critic_target.set_training_mode(False)
+        self._registry = self._make_registry()
+        self._heads = tuple(entry for entry in self._registry if not entry.whole_layers)
 
         lr = lr_schedule(1)  # type: ignore[call-arg]
         self.actor.optimizer = make_optimizer(
@@ -536,30 +554,31 @@ class XiNetPolicy(BasePolicy):
 
     def networks(self) -> dict[str, nn.Module]:
         """The trained networks, by name (target critics are copies and are not listed)."""
-        nets: dict[str, nn.Module] = {"ofenet": self.ofenet, "actor": self.actor}
-        nets.update({f"critic{i}": q_net for i, q_net in enumerate(self.critic.q_networks)})
+        nets: dict[str, nn.Module] = {OFENET: self.ofenet, ACTOR: self.actor}
+        nets.update({critic_name(i): q_net for i, q_net in enumerate(self.critic.q_networks)})
         return nets
 
-    def registry(self) -> list[BlockEntry]:
+    def registry(self) -> tuple[BlockEntry, ...]:
         """Every gated block with its role, the network that removes its units and that network's target copy
-        (see :mod:`sb3_xinet.blocks`): OFENet's two branches, the actor's hidden layers, each critic's."""
-        entries = [
-            BlockEntry(role, block, owner=self.ofenet)
-            for role, block in zip(OFENET_ROLES, self.ofenet.blocks().values(), strict=True)
-        ]
-        entries.append(BlockEntry("actor", self.actor.latent_pi, owner=self.actor))
+        (see :mod:`sb3_xinet.blocks`): OFENet's two branches, the actor's hidden layers, each critic's. Made once
+        per build: pruning changes the blocks' widths, never the blocks."""
+        return self._registry
+
+    def _make_registry(self) -> tuple[BlockEntry, ...]:
+        entries = [BlockEntry(branch_role(branch), block) for branch, block in self.ofenet.blocks().items()]
+        entries.append(BlockEntry(ACTOR, self.actor.latent_pi, owner=self.actor))
         for i, (q_net, q_target) in enumerate(zip(self.critic.q_networks, self.critic_target.q_networks, strict=True)):
-            entries.append(BlockEntry("critic", q_net.latent, index=i, owner=q_net, target=q_target))
-        return entries
+            entries.append(BlockEntry(CRITIC, q_net.latent, index=i, owner=q_net, target=q_target))
+        return tuple(entries)
 
     def gated_blocks(self) -> dict[str, GatedBlock]:
         """Every gated block, by name (``ofenet.state``, ``ofenet.state_action``, ``actor``, ``critic<i>``)."""
         return {entry.name: entry.block for entry in self.registry()}
 
-    def heads(self) -> list[BlockEntry]:
+    def heads(self) -> tuple[BlockEntry, ...]:
         """The registry's entries of the actor's and the critics' hidden layers (the blocks whose layers must
         keep a unit)."""
-        return [entry for entry in self.registry() if not entry.whole_layers]
+        return self._heads
 
     def expected_cost(self, pricing: Pricing = parameter_pricing) -> th.Tensor:
         """Expected cost of OFENet, actor and critics, each part priced by ``pricing`` (see
@@ -599,7 +618,7 @@ class XiNetPolicy(BasePolicy):
         A layer held at that floor means the cost weight would empty it: a ``UserWarning`` names it, once.
         """
         optimizers = self.optimizers()
-        removed = {f"ofenet.{branch}": found for branch, found in self.ofenet.prune(threshold, optimizers).items()}
+        removed = {branch_role(branch): found for branch, found in self.ofenet.prune(threshold, optimizers).items()}
         heads = self.heads()
         for entry in heads:
             found = entry.block.units_at_or_below(threshold)

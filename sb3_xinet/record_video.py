@@ -1,4 +1,4 @@
-"""``python -m sb3_xinet.record_video``: the RL Zoo's video recorder for saved XiNetSAC models.
+"""``python -m sb3_xinet.record_video``: the RL Zoo's video recorder for saved XiNetSAC and XiNetTQC models.
 
 Every ``rl_zoo3.record_video`` flag passes through; it needs ``moviepy`` and, for MuJoCo without a display,
 ``MUJOCO_GL=egl``. Example::

@@ -1,13 +1,10 @@
 """``XiNetSAC.pruning_summary()``: what is left of each network and layer, as data and as a table."""
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
-from sb3_xinet.blocks import OFENET_ROLES, BlockEntry
+from sb3_xinet.blocks import OFENET_ROLES, BlockEntry, short_name
 from sb3_xinet.cost import count_parameters
-
-if TYPE_CHECKING:
-    from sb3_xinet.common.algorithm import XiNetAlgorithm
+from sb3_xinet.policies import XiNetPolicy
 
 
 @dataclass(frozen=True)
@@ -58,19 +55,21 @@ class PruningSummary:
     networks: tuple[NetworkSummary, ...]
 
     @classmethod
-    def from_model(cls, model: "XiNetAlgorithm") -> "PruningSummary":
-        registry = model.policy.registry()
+    def from_policy(
+        cls, policy: XiNetPolicy, initial_units: dict[str, list[int]], initial_params: dict[str, int], num_timesteps: int
+    ) -> "PruningSummary":
+        """The summary of ``policy`` against its unpruned widths (per block) and parameter counts (per network)."""
         networks = []
-        for name, net in model.policy.networks().items():
+        for name, net in policy.networks().items():
             layers = []
-            for entry in registry:
+            for entry in policy.registry():
                 if entry.network != name:
                     continue
                 alive = dict(zip(entry.block.layer_ids, entry.block.units, strict=True))
-                for layer_id, initial in enumerate(model.initial_units[entry.name]):
+                for layer_id, initial in enumerate(initial_units[entry.name]):
                     layers.append(LayerSummary(entry.name, layer_id, alive.get(layer_id, 0), initial))
-            networks.append(NetworkSummary(name, count_parameters([net]), model.initial_params[name], tuple(layers)))
-        return cls(model.num_timesteps, tuple(networks))
+            networks.append(NetworkSummary(name, count_parameters([net]), initial_params[name], tuple(layers)))
+        return cls(num_timesteps, tuple(networks))
 
     def __getitem__(self, name: str) -> NetworkSummary:
         for network in self.networks:
@@ -127,7 +126,7 @@ class PruningSummary:
                 blocks.setdefault(layer.block, []).append(f"{layer.units}/{layer.initial_units}")
             layers = network.layers_alive()
             per_layer = "; ".join(
-                f"{block.split('.')[-1]}: {' '.join(units)}"
+                f"{short_name(block)}: {' '.join(units)}"
                 + (f" ({layers[block][0]}/{layers[block][1]} layers)" if BlockEntry.role_of(block) in OFENET_ROLES else "")
                 for block, units in blocks.items()
             )

@@ -1,4 +1,5 @@
-"""``python -m sb3_xinet.train``: the RL Zoo's training command, with ``xinet_sac`` and ``ofenet_sac`` registered.
+"""``python -m sb3_xinet.train``: the RL Zoo's training command, with ``xinet_sac``, ``xinet_tqc`` and their dense
+baselines ``ofenet_sac`` and ``ofenet_tqc`` registered.
 
 Every ``rl_zoo3.train`` flag passes through; without ``-conf``/``--conf-file`` the packaged
 ``hyperparams/<algo>.yml`` is used, and without ``--num-threads`` torch runs on one thread. Example::

@@ -1,7 +1,7 @@
 """XiNetSAC: SAC with a gated OFENet whose units are pruned inside ``learn()``.
 
-The training step is SAC's (SB3 ``SAC.train``) with the XiNet additions of
-:class:`~sb3_xinet.common.algorithm.XiNetAlgorithm`; this module gives SAC's losses only.
+The training step, pruning, save and load are :class:`~sb3_xinet.common.algorithm.XiNetAlgorithm`'s, shared with
+XiNetTQC; this module gives SAC's arguments and losses (as in SB3's ``SAC.train``).
 """
 
 from typing import Any, ClassVar
@@ -12,8 +12,9 @@ from stable_baselines3.common.buffers import ReplayBuffer
 from stable_baselines3.common.noise import ActionNoise
 from stable_baselines3.common.type_aliases import GymEnv, Schedule
 
-from sb3_xinet.common.algorithm import Values, XiNetAlgorithm
+from sb3_xinet.common.algorithm import Values, XiNetAlgorithm, xinet_policy_kwargs
 from sb3_xinet.policies import XiNetPolicy
+from sb3_xinet.schedule import Auto
 from sb3_xinet.time_cost import TimeCalibration
 
 
@@ -68,13 +69,53 @@ class XiNetSAC(XiNetAlgorithm, SAC):
         time_calibration: TimeCalibration | dict[str, Any] | None = None,
         prune_threshold: float = 1e-3,
         ofenet_pretrain_steps: int | None = None,
-        pruning_start: int | None = None,
-        pruning_end: int | None = None,
+        pruning_start: int | Auto | None = "auto",
+        pruning_end: int | Auto | None = "auto",
         prune_freq: int = 1000,
         loss_scale_window: int = 10_000,
         _init_setup_model: bool = True,
     ) -> None:
-        super().__init__(**self._init_xinet(locals()))
+        super().__init__(
+            policy,
+            env,
+            learning_rate=learning_rate,
+            buffer_size=buffer_size,
+            learning_starts=learning_starts,
+            batch_size=batch_size,
+            tau=tau,
+            gamma=gamma,
+            train_freq=train_freq,
+            gradient_steps=gradient_steps,
+            action_noise=action_noise,
+            replay_buffer_class=replay_buffer_class,
+            replay_buffer_kwargs=replay_buffer_kwargs,
+            optimize_memory_usage=optimize_memory_usage,
+            n_steps=n_steps,
+            ent_coef=ent_coef,
+            target_update_interval=target_update_interval,
+            target_entropy=target_entropy,
+            use_sde=use_sde,
+            sde_sample_freq=sde_sample_freq,
+            use_sde_at_warmup=use_sde_at_warmup,
+            stats_window_size=stats_window_size,
+            tensorboard_log=tensorboard_log,
+            policy_kwargs=xinet_policy_kwargs(policy_kwargs, cost_model),
+            verbose=verbose,
+            seed=seed,
+            device=device,
+            _init_setup_model=False,
+        )
+        self._init_xinet(
+            cost_weight=cost_weight,
+            cost_model=cost_model,
+            time_calibration=time_calibration,
+            prune_threshold=prune_threshold,
+            ofenet_pretrain_steps=ofenet_pretrain_steps,
+            pruning_start=pruning_start,
+            pruning_end=pruning_end,
+            prune_freq=prune_freq,
+            loss_scale_window=loss_scale_window,
+        )
         if _init_setup_model:
             self._setup_model()
 

@@ -21,7 +21,7 @@ import rl_zoo3.exp_manager
 import rl_zoo3.hyperparams_opt
 import yaml
 
-from sb3_xinet.common.algorithm import XINET_ARGUMENTS, XiNetAlgorithm, check_pruning_arguments
+from sb3_xinet.common.algorithm import XINET_ARGUMENTS, XiNetAlgorithm, check_xinet_arguments
 from sb3_xinet.policies import XiNetPolicy
 from sb3_xinet.xinet_sac import XiNetSAC
 from sb3_xinet.xinet_tqc import XiNetTQC
@@ -165,7 +165,8 @@ def check_entry(entry: dict[str, Any], env_id: str, config: str | Path, algo: st
         if key not in accepted | ZOO_KEYS:
             raise ValueError(f"Unknown hyperparameter {key!r} in {where}; {cls.__name__} accepts {sorted(accepted)}")
     try:
-        check_pruning_arguments(**{key: value for key, value in entry.items() if key in PRUNING_KEYS})
+        known = {key: value for key, value in entry.items() if key in PRUNING_KEYS or key == "learning_starts"}
+        check_xinet_arguments(**known)
     except ValueError as error:
         raise ValueError(f"Bad value in {where}: {error}") from error
     policy_kwargs = entry.get("policy_kwargs", {})

@@ -50,7 +50,7 @@ def test_zero_cost_removes_nothing(model_class):
     summary = model.pruning_summary()
     assert summary.params == summary.initial_params
     assert summary.units == summary.initial_units
-    assert not model.cost_active
+    assert not model.regularizer.enabled and not model.regularizer.active
 
 
 def test_target_critic_has_the_critics_shapes(pruned):
@@ -126,8 +126,8 @@ def test_resume_mid_pruning_continues_and_no_unit_comes_back(tmp_path, model_cla
     loaded.load_replay_buffer(tmp_path / "buffer")
     assert loaded.replay_buffer.size() == model.replay_buffer.size()
     assert units(loaded) == before
-    assert {name: scale.value for name, scale in loaded.loss_scales.items()} == {
-        name: scale.value for name, scale in model.loss_scales.items()
+    assert {name: scale.value for name, scale in loaded.regularizer.loss_scales.items()} == {
+        name: scale.value for name, scale in model.regularizer.loss_scales.items()
     }
     recorder = RecordUnits()
     loaded.learn(400, callback=recorder, reset_num_timesteps=False)
@@ -162,7 +162,7 @@ def test_rl_passes_leave_ofenet_untouched(monkeypatch, model_class):
 
 def test_actor_loss_reaches_the_actor_through_phi_sa_of_the_action(model_class):
     """With the entropy term off, the actor's only gradient is dQ(phi_sa(s, a))/da * da/dtheta."""
-    model = make_model(model_class=model_class, ent_coef=0.0, pruning_start=10**6)
+    model = make_model(model_class=model_class, ent_coef=0.0, pruning_start=None)
     model.learn(PRUNING["learning_starts"] + 10)
     model.train(gradient_steps=1, batch_size=32)
     grads = [param.grad for param in model.policy.actor.parameters() if param.grad is not None]
@@ -252,15 +252,15 @@ def test_removals_leave_the_target_critics_unchanged(model_class):
 
 def test_the_aux_loss_scale_describes_the_pretrained_ofenet(model_class):
     """Pre-training steps do not enter the aux loss scale: it holds one update per RL gradient step."""
-    model = make_model(model_class=model_class, pruning_start=10**6)
+    model = make_model(model_class=model_class, pruning_start=None)
     model.learn(PRUNING["learning_starts"] + 20)
     assert model._n_updates > 0
-    assert model.loss_scales["aux"].count == model._n_updates
+    assert model.regularizer.loss_scales["aux"].count == model._n_updates
 
 
 def test_with_n_step_returns_ofenet_predicts_the_next_observation(model_class):
     """SB3's n-step replay buffer returns the observation n steps ahead; OFENet's targets stay one step ahead."""
-    model = make_model(model_class=model_class, n_steps=3, pruning_start=10**6)
+    model = make_model(model_class=model_class, n_steps=3, pruning_start=None)
     seen: list[tuple[th.Tensor, th.Tensor]] = []
     aux_loss = model.policy.ofenet.aux_loss
 
@@ -293,7 +293,7 @@ def test_each_critic_pays_with_its_own_loss_and_the_actor_scale_uses_mean_gates(
     with th.no_grad():
         for gate in [gate for q_net in critic.q_networks for gate in q_net.latent.gates()]:
             gate.theta.fill_(0.5)  # sampled and mean gates now differ a lot
-    for scale in model.loss_scales.values():
+    for scale in model.regularizer.loss_scales.values():
         scale.count, scale.value = 0, 0.0
     batches, actions = [], []
     sample, act = model.replay_buffer.sample, model.actor.action_log_prob_from_features
@@ -302,22 +302,21 @@ def test_each_critic_pays_with_its_own_loss_and_the_actor_scale_uses_mean_gates(
         actions.append(act(z, stochastic_gates)) or actions[-1]
     )
     model._aux_step = lambda *args, **kwargs: th.zeros(())  # OFENet stays as it was during the actor's update
-    model.cost_active = True
+    model.regularizer.switch(True)
     logger_values = {}
     model.logger.record = lambda key, value, exclude=None: logger_values.__setitem__(key, value)
     model.train(gradient_steps=1, batch_size=32)
 
-    assert set(model.loss_scales) == {"aux", "actor", "critic0", "critic1"}
-    assert model.loss_scales["critic0"].value + model.loss_scales["critic1"].value == pytest.approx(
-        logger_values["train/critic_loss"], rel=1e-5
-    )
+    assert set(model.regularizer.loss_scales) == {"aux", "actor", "critic0", "critic1"}
+    scales = model.regularizer.loss_scales
+    assert scales["critic0"].value + scales["critic1"].value == pytest.approx(logger_values["train/critic_loss"], rel=1e-5)
     data = batches[0]  # the SAC batch (the aux step samples its own)
     with th.no_grad():
         ofenet = model.policy.ofenet
         z_s = ofenet.phi_s(data.observations)
         q_pi = model._actor_value(critic.q_values(ofenet.phi_sa_from_state(z_s, actions[0][0]), stochastic=False))
         q_replay = model._actor_value(critic.q_values(ofenet.phi_sa_from_state(z_s, data.actions), stochastic=False))
-    assert model.loss_scales["actor"].value == pytest.approx(float((q_pi - q_replay).abs().mean()), rel=1e-4)
+    assert scales["actor"].value == pytest.approx(float((q_pi - q_replay).abs().mean()), rel=1e-4)
 
 
 def test_tqc_losses_are_sb3_contribs():

@@ -37,7 +37,7 @@ def models():
     folded = make_model(pruning_end=300).learn(400)
     assert folded.pruning_ended
     # the time cost model's layer gates, each unit's and each layer's theta anywhere in (0, 1]
-    layer_gated = make_model(cost_model="time", time_calibration=CALIBRATION, pruning_start=10**6).learn(150)
+    layer_gated = make_model(cost_model="time", time_calibration=CALIBRATION, pruning_start=None).learn(150)
     generator = th.Generator().manual_seed(0)
     with th.no_grad():
         for gate in layer_gated.policy.ofenet.state.gates() + layer_gated.policy.actor.latent_pi.gates():

@@ -6,9 +6,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-from sb3_xinet.cost import LossScale, check_cost_weight, cost_penalty
+from sb3_xinet.cost import LossScale
 from sb3_xinet.gates import BernoulliGate, bernoulli_log_prob, score_function_loss
 from sb3_xinet.nets import GatedLayer
+from sb3_xinet.regularizer import check_cost_weight, penalty_weight
 
 N_SIGNAL, N_NOISE = 4, 4
 
@@ -44,7 +45,7 @@ def train_toy(estimator: str, cost_weight: float, loss_factor: float = 1.0, step
         if step < warmup:
             scale.update(task.item())
         else:
-            loss = loss + cost_penalty(cost_weight, expected_params(), p0, scale.value)
+            loss = loss + penalty_weight(cost_weight, scale.value, p0) * expected_params()
         if estimator == "reinforce":
             loss = loss + score_function_loss(layer.gate.last_log_prob, per_sample)
         optimizer.zero_grad()

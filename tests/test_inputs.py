@@ -10,8 +10,9 @@ from stable_baselines3 import SAC
 from stable_baselines3.common.envs import FakeImageEnv, SimpleMultiObsEnv
 from stable_baselines3.common.torch_layers import FlattenExtractor, NatureCNN
 
-from sb3_xinet import PrunedShapeError, UnsupportedSpaceError, XiNetPruningCallback, XiNetSAC
+from sb3_xinet import PrunedShapeError, UnsupportedSpaceError, XiNetSAC
 from sb3_xinet.cost import count_parameters
+from sb3_xinet.schedule import Action, PruningSchedule
 from tests.helpers import PRUNING, STEPS, SpacesEnv, make_model, observations
 
 
@@ -139,10 +140,40 @@ def test_gsde_needs_a_hidden_actor_layer():
         XiNetSAC("MlpPolicy", "Pendulum-v1", use_sde=True, policy_kwargs=dict(net_arch=[]))
 
 
-@pytest.mark.parametrize(("kwargs", "name"), [(dict(prune_freq=0), "prune_freq"), (dict(pruning_start=-1), "pruning_start")])
-def test_bad_callback_settings(kwargs, name):
-    with pytest.raises(ValueError, match=name):
-        XiNetPruningCallback(**kwargs)
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        (dict(prune_freq=0), "prune_freq"),
+        (dict(pruning_start=-1), "pruning_start"),
+        (dict(pruning_start="never"), "pruning_start must be an integer, 'auto' or None"),
+        (dict(pruning_start=500, pruning_end=500), "pruning_end"),
+        (dict(pruning_start=None, pruning_end=-5), "pruning_end"),
+    ],
+)
+def test_bad_schedules_are_refused_by_the_schedule_and_the_algorithm(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        PruningSchedule.from_arguments(**kwargs)
+    with pytest.raises(ValueError, match=message):
+        make_model(**kwargs)
+
+
+def test_a_schedule_of_none_never_regularizes_nor_folds():
+    """None is "never": no regularizer, no removal, no fold, however long the run."""
+    schedule = PruningSchedule.from_arguments(pruning_start=None, pruning_end="auto")
+    assert schedule.start is None and schedule.end is None
+    assert all(schedule.step(t, ended=False) is Action.NOTHING for t in range(0, 10**6, 997))
+    folding = PruningSchedule(start=None, freq=10, end=50)
+    assert [folding.step(t, ended=False) for t in (49, 50)] == [Action.NOTHING, Action.FOLD]
+    assert folding.step(60, ended=True) is Action.NOTHING
+
+
+def test_the_schedule_removes_every_freq_steps_from_the_start_of_a_run():
+    schedule = PruningSchedule(start=100, freq=25, end=200)
+    schedule.restart(90)
+    actions = {t: schedule.step(t, ended=False) for t in range(90, 201)}
+    assert [t for t, action in actions.items() if action is Action.REMOVE] == [115, 140, 165, 190]
+    assert all(actions[t] is Action.NOTHING for t in range(90, 100))
+    assert actions[200] is Action.FOLD
 
 
 def test_loading_a_foreign_save(tmp_path):
@@ -173,7 +204,7 @@ def test_other_policy_names_say_what_is_supported(policy, model_class):
 @pytest.mark.parametrize(
     ("policy_kwargs", "message"),
     [
-        (dict(features_extractor_class=FlattenExtractor, features_extractor_kwargs=dict(a=1)), "OFENet is XiNetSAC's feature"),
+        (dict(features_extractor_class=FlattenExtractor, features_extractor_kwargs=dict(a=1)), "OFENet is the XiNet policies' feature"),
         (dict(features_extractor_class=NatureCNN), "ofenet_kwargs"),
         (dict(share_features_extractor=True), "share_features_extractor"),
         (dict(clip_mean=-1.0), "clip_mean"),

@@ -13,7 +13,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from sb3_xinet import XiNetPruningCallback, XiNetSAC
 from sb3_xinet.callbacks import XiNetPruningCallback as CallbackClass
-from sb3_xinet.common.algorithm import with_pruning_callback
+from sb3_xinet.callbacks import with_pruning_callback
 from tests.helpers import PRUNING, STEPS, make_model, observations
 
 
@@ -57,9 +57,10 @@ def test_from_an_env_id_builds_the_hopper_networks():
     assert model.policy.critic.q_networks[0].latent.in_features == 11 + 240 + 3 + 240
 
 
-def test_a_configured_callback_replaces_the_default(tmp_path):
-    model = make_model(pruning_start=10**6)
-    callback = XiNetPruningCallback(pruning_start=150, prune_freq=25)
+def test_a_given_callback_replaces_the_default_and_follows_a_changed_schedule(tmp_path):
+    model = make_model(pruning_start=None)
+    model.pruning_schedule = model.pruning_schedule.replace(start=150, freq=25)
+    callback = XiNetPruningCallback()
     model.learn(STEPS, callback=CallbackList([CheckpointCallback(10**6, str(tmp_path)), callback]))
     summary = model.pruning_summary()
     assert summary.params < summary.initial_params
@@ -88,7 +89,7 @@ def test_a_callback_list_keeps_the_rollout_locals_beside_the_default_pruning(tmp
 def test_before_pruning_xinet_is_dense_ofenet_sac():
     """Gated but before pruning starts, XiNetSAC computes exactly what the dense baseline computes."""
     steps = PRUNING["learning_starts"] + 50
-    gated = make_model(pruning_start=10**6).learn(steps)
+    gated = make_model(pruning_start=None).learn(steps)
     dense = make_model(cost_weight=0.0, policy_kwargs={**PRUNING["policy_kwargs"], "gates": "none"}).learn(steps)
     assert not dense.policy.ofenet.gate_parameters()
     obs = observations()
@@ -146,7 +147,7 @@ def test_a_plain_function_callback_is_wrapped_as_sb3_does(tmp_path):
         calls.append(1)
         return True
 
-    model = make_model(pruning_start=10**6)
+    model = make_model(pruning_start=None)
     model.learn(50, callback=count_steps)
     assert len(calls) == 50
     model.learn(30, callback=[count_steps, CheckpointCallback(10**6, str(tmp_path))])

@@ -1,6 +1,7 @@
 """The end of pruning: surviving thetas folded into the weights, the gates gone, training goes on as OFENet-SAC."""
 
 import csv
+from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
@@ -8,6 +9,7 @@ import pytest
 import torch as th
 from stable_baselines3.common.logger import configure
 
+from sb3_xinet import XiNetSAC, XiNetTQC
 from sb3_xinet.common.algorithm import XiNetAlgorithm
 from sb3_xinet.cost import count_parameters
 from tests.helpers import PRUNING, assert_targets_match, make_model, observations, units
@@ -38,7 +40,7 @@ def mean_gate_outputs(model: XiNetAlgorithm) -> list[th.Tensor]:
 def test_folding_the_gates_changes_no_mean_gated_output(model_class):
     """Thetas anywhere in (threshold, 1] in every network: after the fold the networks have no gate left and
     compute what they computed with mean gates."""
-    model = make_model(model_class=model_class, pruning_start=10**6).learn(PRUNING["learning_starts"] + 20)
+    model = make_model(model_class=model_class, pruning_start=None).learn(PRUNING["learning_starts"] + 20)
     generator = th.Generator().manual_seed(0)
     with th.no_grad():
         for block in model.policy.gated_blocks().values():
@@ -61,7 +63,7 @@ def test_training_ends_pruning_on_schedule_and_logs_it(tmp_path, model_class):
     model = make_model(model_class=model_class, pruning_end=END)
     model.set_logger(configure(str(tmp_path), ["csv"]))
     model.learn(END + 200, log_interval=1)
-    assert model.pruning_ended and not model.cost_active
+    assert model.pruning_ended and not model.regularizer.active
     assert model.policy.gates == "none" and model.policy_kwargs["gates"] == "none"
     summary = model.pruning_summary()
     assert summary.params == count_parameters(model.policy.networks().values()) < summary.initial_params
@@ -81,7 +83,7 @@ def test_saves_before_and_after_the_end_reload_and_resume(tmp_path, model_class)
 
     resumed = model_class.load(tmp_path / "before", env=gym.make("Pendulum-v1"), device="cpu")
     resumed.load_replay_buffer(tmp_path / "buffer")
-    assert not resumed.pruning_ended and resumed.pruning_end == END
+    assert not resumed.pruning_ended and resumed.pruning_schedule.end == END
     resumed.learn(150, reset_num_timesteps=False)  # crosses the end
     assert resumed.pruning_ended and resumed.num_timesteps == END + 100
     shapes = units(resumed)
@@ -105,14 +107,34 @@ def test_bad_pruning_end(kwargs, name):
         make_model(**kwargs)
 
 
-def test_a_save_from_before_pruning_had_an_end_loads_with_the_default_end_and_fused_adam(tmp_path):
-    """An earlier version saved no ``pruning_end`` and non-fused optimizer groups: the load gives the default
-    end after the saved start, and the policy's optimizer settings (fused Adam) replace the saved ones."""
-    model = make_model(pruning_start=200)
-    for optimizer in model.policy.optimizers():
-        for group in optimizer.param_groups:
-            group["fused"] = None
-    model.save(tmp_path / "old", exclude=["pruning_end", "pruning_ended"])
-    loaded = type(model).load(tmp_path / "old", device="cpu")
-    assert loaded.pruning_end == 200 + 80_000 and not loaded.pruning_ended
+OLD_SAVE = Path(__file__).with_name("data") / "xinet_tqc_time_mid_pruning.zip"
+
+
+def test_a_save_of_flat_attributes_loads_mid_pruning_and_continues():
+    """A save of version 0.x before the schedule and the regularizer were objects (flat ``pruning_start``,
+    ``cost_weight``, ``loss_scales`` ... attributes), made mid-pruning by XiNetTQC with the time cost at step 260,
+    without ``pruning_end`` (as before pruning had an end) and with non-fused optimizer groups: it loads with its
+    schedule (the default end after its start), its regularizer (settings, C0 and loss scales), its pruned widths
+    and the policy's optimizer settings, and goes on pruning and folds at the end it was given."""
+    loaded = XiNetTQC.load(OLD_SAVE, env=gym.make("Pendulum-v1"), device="cpu")
+    schedule, regularizer = loaded.pruning_schedule, loaded.regularizer
+    assert (schedule.start, schedule.freq, schedule.end) == (150, 25, 150 + 80_000)
+    assert (regularizer.cost_weight, regularizer.cost_model, regularizer.loss_scale_window) == (20.0, "time", 100)
+    assert regularizer.time_calibration.per_layer == 4e-6
+    assert regularizer.initial_cost == pytest.approx(0.001408080104738474)
+    assert regularizer.loss_scales["critic0"].value == pytest.approx(1.163170286368339)
+    assert not {"pruning_start", "cost_weight", "loss_scales", "cost_active", "initial_expected_time"} & set(vars(loaded))
+    assert units(loaded)[("ofenet.state", 1)] == 7 and loaded.num_timesteps == 260
     assert all(group["fused"] for optimizer in loaded.policy.optimizers() for group in optimizer.param_groups)
+    before = loaded.pruning_summary().units
+    loaded.pruning_schedule = schedule.replace(end=400)
+    loaded.learn(200, reset_num_timesteps=False)
+    assert loaded.pruning_ended and loaded.pruning_summary().units <= before
+
+
+def test_load_arguments_change_the_schedule_and_the_regularizer(tmp_path):
+    """As in SB3, keyword arguments of ``load`` set attributes: the XiNet arguments reach their owners."""
+    make_model(pruning_start=200).save(tmp_path / "model")
+    loaded = XiNetSAC.load(tmp_path / "model", device="cpu", pruning_end=900, cost_weight=0.5)
+    assert (loaded.pruning_schedule.start, loaded.pruning_schedule.end) == (200, 900)
+    assert loaded.regularizer.cost_weight == 0.5 and loaded.regularizer.initial_cost > 0

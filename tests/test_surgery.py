@@ -5,7 +5,7 @@ import copy
 import torch as th
 from hypothesis import given, settings
 
-from sb3_xinet.cost import cost_penalty
+from sb3_xinet.regularizer import penalty_weight
 from sb3_xinet.surgery import keep_index, scale_columns_, slice_parameter_
 from tests.helpers import System
 from tests.test_removal import systems_and_removals
@@ -23,7 +23,7 @@ def step(
     """One aux + downstream step with the cost penalty, gates sampled, then (``project``) the projection."""
     prediction, action_out, q_value = system.outputs(obs, actions, stochastic=True, batch_stats=batch_stats)
     task = ((prediction - next_obs[:, : system.ofenet.target_dim]) ** 2).mean() + action_out.pow(2).mean() + q_value.mean()
-    loss = task + cost_penalty(1.0, system.expected_params(), p0, loss_scale=0.5)
+    loss = task + penalty_weight(1.0, 0.5, p0) * system.expected_params()
     optimizer.zero_grad()
     loss.backward()
     optimizer.step()

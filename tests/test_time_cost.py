@@ -5,9 +5,11 @@ import pytest
 import torch as th
 import torch.nn.functional as F
 
+from benchmarks.common import spearman
 from sb3_xinet import XiNetSAC
+from sb3_xinet.calibration import anchor, calibrate, fit, measure
 from sb3_xinet.nets import GatedDenseNet
-from sb3_xinet.time_cost import PASSES, TimeCalibration, anchor, calibrate, fit, measure, spearman
+from sb3_xinet.time_cost import PASSES, TimeCalibration
 from tests.helpers import PRUNING, make_model
 from tests.test_pruning_end import mean_gate_outputs
 
@@ -41,7 +43,7 @@ def test_a_layer_gate_switches_whole_rows_and_its_gradient_sums_the_units():
 def test_expected_time_at_binary_thetas_is_the_time_of_what_is_left():
     """T(theta) with some units and one whole layer gated off equals T of the network after their removal, and
     the removal changes no mean-gated output."""
-    model = time_model(pruning_start=10**6).learn(PRUNING["learning_starts"] + 10)
+    model = time_model(pruning_start=None).learn(PRUNING["learning_starts"] + 10)
     calibration = TimeCalibration.from_value(CALIBRATION)
     with th.no_grad():
         model.policy.ofenet.state.layers[1].layer_gate.theta.zero_()
@@ -66,7 +68,7 @@ def test_expected_time_at_binary_thetas_is_the_time_of_what_is_left():
 def test_the_layer_gate_is_charged_its_whole_layer():
     """dT/d(layer theta) with every unit on is the layer's unit part plus its fixed part: more than its units
     together are charged (which is what lets a layer go whole)."""
-    model = time_model(pruning_start=10**6)
+    model = time_model(pruning_start=None)
     calibration = TimeCalibration.from_value(CALIBRATION)
     layer = model.policy.ofenet.state.layers[-1]
     expected = calibration.expected_time(model.policy)
@@ -113,13 +115,13 @@ def test_calibration_at_build_is_saved_and_leaves_the_random_state_alone(tmp_pat
     th.testing.assert_close(th.rand(3), after_torch)
     np.testing.assert_array_equal(np.random.rand(3), after_numpy)
 
-    calibration = TimeCalibration.from_value(model.time_calibration)
+    calibration = model.regularizer.time_calibration
     assert calibration.batch_size == 64 and calibration.device == "cpu"
-    assert model.initial_expected_time == pytest.approx(float(calibration.expected_time(model.policy)))
+    assert model.regularizer.initial_cost == pytest.approx(float(calibration.expected_time(model.policy)))
     model.save(tmp_path / "model")
     loaded = XiNetSAC.load(tmp_path / "model")
-    assert loaded.time_calibration == model.time_calibration
-    assert loaded.cost_model == "time" and loaded.initial_expected_time == model.initial_expected_time
+    assert loaded.regularizer.time_calibration == model.regularizer.time_calibration
+    assert loaded.regularizer.cost_model == "time" and loaded.regularizer.initial_cost == model.regularizer.initial_cost
 
 
 def test_pruning_for_time_removes_layers_saves_mid_pruning_and_resumes(tmp_path, model_class):
@@ -139,7 +141,7 @@ def test_pruning_for_time_removes_layers_saves_mid_pruning_and_resumes(tmp_path,
 
 
 def test_the_fold_keeps_layer_gated_outputs():
-    model = time_model(pruning_start=10**6).learn(PRUNING["learning_starts"] + 20)
+    model = time_model(pruning_start=None).learn(PRUNING["learning_starts"] + 20)
     generator = th.Generator().manual_seed(0)
     with th.no_grad():
         for block in model.policy.gated_blocks().values():

@@ -35,8 +35,8 @@ def test_train_then_enjoy_a_pruned_model(tmp_path, algo, cost_model):
     assert result.returncode == 0, result.stderr[-3000:]
     saved = tmp_path / "logs" / algo / "Pendulum-v1_1" / "Pendulum-v1.zip"
     model = ALGOS[algo].load(saved, device="cpu")
-    assert model.cost_model == cost_model
-    assert (model.time_calibration is not None) == (cost_model == "time")
+    assert model.regularizer.cost_model == cost_model
+    assert (model.regularizer.time_calibration is not None) == (cost_model == "time")
     summary = model.pruning_summary()
     assert summary.params < summary.initial_params
 
@@ -142,7 +142,7 @@ def test_packaged_entries_build(algo, env_id):
         assert entry["learning_starts"] == 10_000
     kwargs = {key: value for key, value in entry.items() if key not in ("n_timesteps", "policy")}
     model = ALGOS[algo]("MlpPolicy", env_id, buffer_size=10, **kwargs)
-    assert (model.cost_weight > 0) == algo.startswith("xinet")
+    assert model.regularizer.enabled == algo.startswith("xinet")
     assert (model.policy.gates == "none") == algo.startswith("ofenet")
 
 
