@@ -17,22 +17,10 @@ import numpy as np
 import torch as th
 
 from sb3_xinet import XiNetSAC
+from sb3_xinet.common.presets import SHORT_PRUNING
 from sb3_xinet.cost import count_parameters
 
-SETTINGS = dict(
-    learning_starts=100,
-    ofenet_pretrain_steps=50,
-    batch_size=32,
-    pruning_start=150,
-    pruning_end=450,
-    prune_freq=25,
-    cost_weight=20.0,
-    loss_scale_window=100,
-    policy_kwargs=dict(
-        net_arch=[32, 32], ofenet_kwargs=dict(state_units=[8, 8, 8], state_action_units=[8, 8, 8]), theta_learning_rate=0.05
-    ),
-    seed=0,
-)
+SETTINGS = {**SHORT_PRUNING, "pruning_end": 450}
 FAILED: list[str] = []
 
 

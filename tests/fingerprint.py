@@ -34,6 +34,24 @@ PINNED = {
     "MKL_CBWR": "AVX2,STRICT",
     "ONEDNN_MAX_CPU_ISA": "AVX2",
 }
+# the runs' settings, frozen here: the shared test settings may change, the fingerprint's may not
+SETTINGS: dict[str, Any] = dict(
+    learning_starts=100,
+    ofenet_pretrain_steps=50,
+    batch_size=32,
+    pruning_start=150,
+    pruning_end=350,
+    prune_freq=25,
+    cost_weight=20.0,
+    loss_scale_window=100,
+    policy_kwargs=dict(
+        net_arch=[32, 32],
+        ofenet_kwargs=dict(state_units=[8, 8, 8], state_action_units=[8, 8, 8]),
+        theta_learning_rate=0.05,
+    ),
+    seed=0,
+    device="cpu",
+)
 STEPS = 500
 THETA_STEP = 340  # the thetas are read here, before the fold at pruning_end
 TIME_CALIBRATION = dict(per_mac=2e-10, per_unit=2e-8, per_layer=4e-6, fixed=1e-3, batch_size=32, device="cpu")
@@ -64,13 +82,12 @@ def run(name: str) -> dict[str, Any]:
 
     import sb3_xinet
     from sb3_xinet.callbacks import XiNetPruningCallback
-    from tests.helpers import PRUNING
 
     th.set_num_threads(1)
     config = dict(RUNS[name])
     algo = getattr(sb3_xinet, config.pop("algo"))
-    policy_kwargs = {**PRUNING["policy_kwargs"], **config.pop("policy_kwargs", {})}
-    model = algo("MlpPolicy", "Pendulum-v1", **{**PRUNING, "pruning_end": 350, **config, "policy_kwargs": policy_kwargs})
+    policy_kwargs = {**SETTINGS["policy_kwargs"], **config.pop("policy_kwargs", {})}
+    model = algo("MlpPolicy", "Pendulum-v1", **{**SETTINGS, **config, "policy_kwargs": policy_kwargs})
 
     logged: list[dict[str, Any]] = []
 

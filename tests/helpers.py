@@ -10,29 +10,17 @@ import numpy as np
 import torch as th
 from torch import nn
 
-from sb3_xinet import XiNetSAC
+from sb3_xinet import XiNetSAC, XiNetTQC
 from sb3_xinet.common.algorithm import XiNetAlgorithm
+from sb3_xinet.common.presets import SHORT_PRUNING
 from sb3_xinet.nets import GatedMLP, remove_input_columns
 from sb3_xinet.ofenet import OFENet
 
 # Small networks and fast thetas so that a few hundred steps prune a clear share of the units
-PRUNING = dict(
-    learning_starts=100,
-    ofenet_pretrain_steps=50,
-    batch_size=32,
-    pruning_start=150,
-    prune_freq=25,
-    cost_weight=20.0,
-    loss_scale_window=100,
-    policy_kwargs=dict(
-        net_arch=[32, 32],
-        ofenet_kwargs=dict(state_units=[8, 8, 8], state_action_units=[8, 8, 8]),
-        theta_learning_rate=0.05,
-    ),
-    seed=0,
-    device="cpu",
-)
+PRUNING = {**SHORT_PRUNING, "device": "cpu"}
 STEPS = 600
+# SB3's way of running a test over algorithms: the tests that take the ``model_class`` fixture run once per algorithm
+MODEL_LIST = [XiNetSAC, XiNetTQC]
 
 
 def make_model(env="Pendulum-v1", model_class: type[XiNetAlgorithm] = XiNetSAC, **overrides) -> XiNetAlgorithm:

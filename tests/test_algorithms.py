@@ -1,6 +1,6 @@
 """XiNetSAC and XiNetTQC end to end on Pendulum-v1 at tiny budgets: pruning inside learn(), save/load, resume.
 
-The tests that take the ``model_class`` fixture run once per algorithm (``MODEL_LIST`` in conftest.py)."""
+The tests that take the ``model_class`` fixture run once per algorithm (``MODEL_LIST`` in tests/helpers.py)."""
 
 import itertools
 import subprocess
@@ -18,8 +18,7 @@ from sb3_xinet import XiNetPruningCallback, XiNetSAC, XiNetTQC
 from sb3_xinet.blocks import BlockEntry
 from sb3_xinet.common.algorithm import XiNetAlgorithm
 from sb3_xinet.cost import count_parameters
-from tests.conftest import MODEL_LIST
-from tests.helpers import PRUNING, STEPS, assert_targets_match, make_model, observations, units
+from tests.helpers import MODEL_LIST, PRUNING, STEPS, assert_targets_match, make_model, observations, units
 
 
 @pytest.fixture(scope="module", params=MODEL_LIST, ids=[cls.__name__ for cls in MODEL_LIST])

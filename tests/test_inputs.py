@@ -204,7 +204,10 @@ def test_other_policy_names_say_what_is_supported(policy, model_class):
 @pytest.mark.parametrize(
     ("policy_kwargs", "message"),
     [
-        (dict(features_extractor_class=FlattenExtractor, features_extractor_kwargs=dict(a=1)), "OFENet is the XiNet policies' feature"),
+        (
+            dict(features_extractor_class=FlattenExtractor, features_extractor_kwargs=dict(a=1)),
+            "the XiNet policies' feature",
+        ),
         (dict(features_extractor_class=NatureCNN), "ofenet_kwargs"),
         (dict(share_features_extractor=True), "share_features_extractor"),
         (dict(clip_mean=-1.0), "clip_mean"),
