@@ -14,12 +14,10 @@ exported):
 
 Each is timed over ``--number`` calls per round, in interleaved rounds; we report the median over rounds.
 
-    python benchmarks/actor_latency.py --rounds 15 --out benchmarks/results/actor_latency
+    python -m benchmarks.actor_latency --rounds 15 --out benchmarks/results/actor_latency
 """
 
 import argparse
-import os
-import platform
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -28,26 +26,15 @@ import numpy as np
 import onnxruntime
 import torch as th
 from stable_baselines3 import SAC
-from tables import write_results
-from throughput import remove_by_hand
 from torch import nn
 
+from benchmarks.common import machine, plain_actor, remove_by_hand, write_results
 from sb3_xinet import XiNetSAC
-from sb3_xinet.export import DeterministicActor, ExportedLayer, deterministic_actor, latency_us, save_actor
-
-
-def sac_actor(model: SAC) -> DeterministicActor:
-    """SB3 SAC's deterministic actor as the plain-torch module our export writes (no OFENet layers): its hidden
-    layers, the mean head, tanh and the rescaling to the action bounds."""
-    hidden = [module for module in model.actor.latent_pi if isinstance(module, nn.Linear)]
-    layers = [ExportedLayer(linear, nn.ReLU(), th.ones(linear.out_features)) for linear in hidden]
-    space = model.action_space
-    low, high = th.as_tensor(space.low, dtype=th.float32), th.as_tensor(space.high, dtype=th.float32)
-    return DeterministicActor([], layers, model.actor.mu, low, high).cpu().eval()
+from sb3_xinet.export import deterministic_actor, latency_us, save_actor
 
 
 def exported_actor(model: Any) -> nn.Module:
-    return sac_actor(model) if isinstance(model, SAC) and not isinstance(model, XiNetSAC) else deterministic_actor(model)
+    return plain_actor(model) if isinstance(model, SAC) and not isinstance(model, XiNetSAC) else deterministic_actor(model)
 
 
 def runners(model: Any, folder: Path) -> dict:
@@ -113,7 +100,6 @@ def main() -> None:
             for key, run in runs.items():
                 times[key].append(latency_us(run, rounds=1, number=args.number))
 
-    machine = f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, 1 torch thread"
     rows = []
     for (name, how), values in times.items():
         actor = exported_actor(models[name])
@@ -131,7 +117,7 @@ def main() -> None:
     source = ", ".join(args.pruned) if args.pruned else f"dense with {args.keep:.0%} of every layer's units kept"
     title = (
         f"Single-observation actor latency on {args.env} (pruned: {source}; median of {args.rounds} interleaved rounds "
-        f"of {args.number} calls; {machine})"
+        f"of {args.number} calls; {machine(1)})"
     )
     columns = dict(network="network", runtime="runtime", params="parameters", layers="layers")
     columns.update(latency_us="latency us", vs_dense_eager="vs dense eager", vs_sac="vs SB3 SAC (same runtime)")

@@ -1,4 +1,5 @@
-"""Train and evaluate SB3 SAC, dense OFENet-SAC, XiNetSAC and small-from-scratch OFENet-SAC side by side.
+"""Train and evaluate configurations side by side (SB3 SAC, dense OFENet-SAC, XiNetSAC, small-from-scratch OFENet-SAC
+and their TQC counterparts: :data:`benchmarks.common.CONFIGS`, named as the RL Zoo keys).
 
 Every run is one (env, algo, seed) at a budget of ``--steps`` env steps. During training it is evaluated every
 ``--eval-freq`` steps with the deterministic policy (``--eval-episodes`` episodes) and one row is appended to
@@ -14,14 +15,15 @@ Runs go to ``--workers`` processes, each limited to ``--threads`` torch threads;
 process (a lock file under ``<out>/checkpoints/``) is skipped. ``--max-hours`` plans a slice:
 after that time every run stops at its next checkpoint, and the same command later resumes the sweep.
 
-    python benchmarks/compare.py --envs Hopper-v5 --algos xinet dense --seeds 0 --steps 100000 \\
+    python -m benchmarks.compare --envs Hopper-v5 --algos xinet_sac ofenet_sac --seeds 0 --steps 100000 \\
         --out benchmarks/results/hopper_100k
 
-``small`` (OFENet-SAC built at smaller widths, gates and pruning off) takes its widths from ``--small-widths``:
-``"ofenet_units,actor_units,critic_units"`` per layer, e.g. ``"12,64,64"`` (6 OFENet layers per branch, 2 hidden
-layers in the heads), or ``auto`` (the default): sized network by network to the mean final parameters of the
-env's XiNetSAC runs (``benchmarks/small_widths.py``). Those runs go first; an env's small runs start once every
-XiNetSAC seed of it has finished, and the widths chosen are written to ``<out>/small_widths.json``.
+``small_ofenet_sac`` (OFENet-SAC built at smaller widths, gates and pruning off; ``small_ofenet_tqc`` likewise)
+takes its widths from ``--small-widths``: ``"ofenet_units,actor_units,critic_units"`` per layer, e.g.
+``"12,64,64"`` (6 OFENet layers per branch, 2 hidden layers in the heads), or ``auto`` (the default): sized network
+by network to the mean final parameters of the env's XiNet runs (:func:`benchmarks.common.match_xinet`). Those
+runs go first; an env's small runs start once every XiNet seed of it has finished, and the widths chosen are
+written to ``<out>/small_widths.json``. ``--print-small-widths`` only prints them.
 """
 
 import argparse
@@ -30,12 +32,28 @@ import fcntl
 import json
 import multiprocessing
 import os
-import platform
 import shutil
 import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
+
+import gymnasium as gym
+import torch as th
+from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.evaluation import evaluate_policy
+from stable_baselines3.common.monitor import Monitor
+
+from benchmarks.common import (
+    CONFIGS,
+    config_kwargs,
+    machine,
+    match_xinet,
+    network_size,
+    ofenet_layers,
+    read_rows,
+    read_runs,
+)
 
 RUN_FIELDS = [
     "env",
@@ -56,55 +74,6 @@ RUN_FIELDS = [
 CURVE_FIELDS = ["env", "algo", "seed", "step", "return_mean", "return_std", "params", "steps_per_s", "units"]
 
 
-ALGOS = ["sac", "dense", "xinet", "xinet_time", "small", "tqc", "dense_tqc", "xinet_tqc", "small_tqc"]
-
-
-def algo_kwargs(algo: str, args: argparse.Namespace) -> tuple[str, dict[str, Any]]:
-    """(class name, keyword arguments) of one configuration. ``sac``/``tqc``: SB3's SAC and sb3-contrib's TQC;
-    the others share XiNetSAC's (or, with the ``_tqc`` suffix, XiNetTQC's) code path."""
-    common: dict[str, Any] = dict(learning_starts=args.learning_starts)
-    if algo in ("sac", "tqc"):
-        return algo.upper(), common
-    xinet = dict(common, ofenet_pretrain_steps=args.ofenet_pretrain_steps)
-    base = algo.removesuffix("_tqc")
-    class_name = "XiNetTQC" if algo.endswith("_tqc") else "XiNetSAC"
-    if base == "xinet":
-        return class_name, dict(xinet, cost_weight=args.cost_weight)
-    if base == "xinet_time":
-        return class_name, dict(xinet, cost_weight=args.cost_weight, cost_model="time")
-    if base == "dense":
-        return class_name, dict(xinet, cost_weight=0.0, policy_kwargs=dict(gates="none"))
-    if base == "small":
-        ofenet_units, actor_units, critic_units = (int(width) for width in args.small_widths.split(","))
-        policy_kwargs = dict(
-            gates="none",
-            ofenet_kwargs=dict(state_units=[ofenet_units] * 6, state_action_units=[ofenet_units] * 6),
-            net_arch=dict(pi=[actor_units] * 2, qf=[critic_units] * 2),
-        )
-        return class_name, dict(xinet, cost_weight=0.0, policy_kwargs=policy_kwargs)
-    raise ValueError(f"Unknown algo {algo!r}: expected one of {ALGOS}")
-
-
-def network_size(model: Any) -> tuple[int, dict[str, list[int]]]:
-    """(parameters of the trained networks, units alive per gated block); SB3 SAC counts actor + critic."""
-    if hasattr(model, "pruning_summary"):
-        summary = model.pruning_summary()
-        units: dict[str, list[int]] = {}
-        for network in summary.networks:
-            for layer in network.layers:
-                units.setdefault(layer.block, []).append(layer.units)
-        return summary.params, units
-    params = sum(p.numel() for net in (model.actor, model.critic) for p in net.parameters())
-    return params, {}
-
-
-def ofenet_layers(model: Any) -> str:
-    """OFENet layers left, ``"<state>+<state-action>"`` (empty for SB3 SAC)."""
-    if not hasattr(model.policy, "ofenet"):
-        return ""
-    return "+".join(str(len(block.layers)) for block in model.policy.ofenet.blocks().values())
-
-
 def append_row(path: Path, fields: list[str], row: dict[str, Any]) -> None:
     """Append a row; a file written by an earlier version keeps its own columns."""
     new = not path.exists()
@@ -120,16 +89,9 @@ def append_row(path: Path, fields: list[str], row: dict[str, Any]) -> None:
         os.fsync(handle.fileno())
 
 
-def read_rows(path: Path) -> list[dict[str, str]]:
-    if not path.exists():
-        return []
-    with path.open(newline="") as handle:
-        return list(csv.DictReader(handle))
-
-
 def finished_runs(out: Path) -> set[tuple[str, str, str]]:
     """(env, algo, seed) of every run with a row in ``<out>/runs.csv``."""
-    return {(row["env"], row["algo"], row["seed"]) for row in read_rows(out / "runs.csv")}
+    return {(row["env"], row["algo"], row["seed"]) for row in read_runs(out)}
 
 
 def run_id(env: str, algo: str, seed: int) -> str:
@@ -138,16 +100,6 @@ def run_id(env: str, algo: str, seed: int) -> str:
 
 def train_one(env_id: str, algo: str, seed: int, args: argparse.Namespace) -> str:
     """Train (or resume) one run; append its curve rows and final row."""
-    import gymnasium as gym
-    import torch as th
-    from sb3_contrib import TQC
-    from stable_baselines3 import SAC
-    from stable_baselines3.common.callbacks import BaseCallback
-    from stable_baselines3.common.evaluation import evaluate_policy
-    from stable_baselines3.common.monitor import Monitor
-
-    from sb3_xinet import XiNetSAC, XiNetTQC
-
     th.set_num_threads(args.threads)
     out = Path(args.out)
     name = run_id(env_id, algo, seed)
@@ -164,8 +116,10 @@ def train_one(env_id: str, algo: str, seed: int, args: argparse.Namespace) -> st
         return f"{name}: finished by another process"
     curve = out / "curves" / f"{name}.csv"
     curve.parent.mkdir(parents=True, exist_ok=True)
-    class_name, kwargs = algo_kwargs(algo, args)
-    algo_class = {"SAC": SAC, "TQC": TQC, "XiNetSAC": XiNetSAC, "XiNetTQC": XiNetTQC}[class_name]
+    algo_class = CONFIGS[algo].algo_class
+    shared = dict(learning_starts=args.learning_starts, ofenet_pretrain_steps=args.ofenet_pretrain_steps)
+    widths = tuple(int(width) for width in args.small_widths.split(",")) if CONFIGS[algo].role == "small" else None
+    kwargs = config_kwargs(algo, dict(shared, cost_weight=args.cost_weight), widths)
     eval_env = Monitor(gym.make(env_id))
     eval_env.reset(seed=10_000 + seed)
 
@@ -232,7 +186,7 @@ def train_one(env_id: str, algo: str, seed: int, args: argparse.Namespace) -> st
     final = callback.evaluate(args.final_episodes)
     shutil.copyfile(checkpoint / "model.zip", out / f"{name}.zip")
     params, _ = network_size(model)
-    initial = sum(model.initial_params.values()) if hasattr(model, "initial_params") else params
+    initial = sum(model.initial_params.values()) if CONFIGS[algo].role != "plain" else params
     append_row(
         out / "runs.csv",
         RUN_FIELDS,
@@ -249,7 +203,7 @@ def train_one(env_id: str, algo: str, seed: int, args: argparse.Namespace) -> st
             params_fraction=round(params / initial, 4),
             steps_per_s=round(model.num_timesteps / callback.wall, 2),
             wall_s=round(callback.wall, 1),
-            machine=f"{platform.machine()} {os.cpu_count()} cores, {args.threads} torch thread(s)/run",
+            machine=f"{machine(args.threads)} per run",
             ofenet_layers=ofenet_layers(model),
         ),
     )
@@ -259,7 +213,7 @@ def train_one(env_id: str, algo: str, seed: int, args: argparse.Namespace) -> st
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--envs", nargs="+", default=["Hopper-v5"])
-    parser.add_argument("--algos", nargs="+", default=["sac", "dense", "xinet"], choices=ALGOS)
+    parser.add_argument("--algos", nargs="+", default=["sac", "ofenet_sac", "xinet_sac"], choices=list(CONFIGS))
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--steps", type=int, default=100_000)
     parser.add_argument("--learning-starts", type=int, default=10_000)
@@ -273,7 +227,11 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", default="benchmarks/results/compare")
     parser.add_argument("--max-hours", type=float, default=None, help="stop (at a checkpoint) after this long")
+    parser.add_argument("--print-small-widths", action="store_true", help="print the small models' auto widths, train nothing")
     args = parser.parse_args()
+    if args.print_small_widths:
+        print_small_widths(args)
+        return
     args.deadline = time.time() + 3600 * args.max_hours if args.max_hours else None
 
     out = Path(args.out)
@@ -288,23 +246,35 @@ def main() -> None:
     ]
     print(f"{len(todo)} runs to do, {len(finished)} finished in {out}")
     auto = args.small_widths == "auto"
-    run_all([(run, args) for run in todo if not (auto and run[1].startswith("small"))], args.workers)
+    small = [run for run in todo if CONFIGS[run[1]].role == "small"]
+    run_all([(run, args) for run in todo if not (auto and run in small)], args.workers)
     if auto:
-        run_all(small_runs_sized_to_xinet([run for run in todo if run[1].startswith("small")], args), args.workers)
+        run_all(small_runs_sized_to_xinet(small, args), args.workers)
+
+
+def print_small_widths(args: argparse.Namespace) -> None:
+    """The auto widths of the small configurations of ``--algos`` on each of ``--envs`` (their XiNet runs done)."""
+    for env in args.envs:
+        for small in [algo for algo in args.algos if CONFIGS[algo].role == "small"]:
+            xinet = small.replace("small_ofenet", "xinet")
+            widths, target, counts = match_xinet(Path(args.out), env, xinet)
+            print(f"{xinet} final parameters on {env}, mean over its finished seeds:")
+            for name, value in target.items():
+                print(f"  {name}: {value:,.0f} ({small}: {counts[name]:,})")
+            print(f"  total: {sum(target.values()):,.0f} ({small}: {sum(counts.values()):,})")
+            print(f'--small-widths "{",".join(map(str, widths))}"')
 
 
 def small_runs_sized_to_xinet(todo: list[tuple[str, str, int]], args: argparse.Namespace) -> list[tuple]:
-    """The small runs (``small``, ``small_tqc``) whose env has every seed of the matching XiNet runs (``xinet``,
-    ``xinet_tqc``) finished, each with the widths that match those runs."""
-    from small_widths import match_xinet
-
+    """The small runs whose env has every seed of the matching XiNet runs finished, each with the widths that match
+    those runs."""
     out = Path(args.out)
     finished = finished_runs(out)
     chosen = json.loads((out / "small_widths.json").read_text()) if (out / "small_widths.json").exists() else {}
     ready = []
     for env, small in dict.fromkeys((env, algo) for env, algo, _ in todo):
-        xinet = small.replace("small", "xinet")
-        key = env if small == "small" else f"{env} {small}"
+        xinet = small.replace("small_ofenet", "xinet")
+        key = f"{env} {small}"
         xinet_seeds = {seed for run_env, algo, seed in finished if run_env == env and algo == xinet}
         if not {str(seed) for seed in args.seeds} <= xinet_seeds:
             print(f"{env}: {small} runs wait until {xinet} seeds {args.seeds} have finished", flush=True)

@@ -4,7 +4,7 @@ A Pendulum-v1 run at a high cost weight (c = 20) on ``--device``, saved mid-prun
 reloaded and resumed across ``pruning_end`` (the fold), saved again and reloaded on the CPU. Prints one line per
 check and exits non-zero if one fails; no host synchronisation is added to the training step for it.
 
-    python benchmarks/cuda_check.py --device cuda
+    python -m benchmarks.cuda_check --device cuda
 """
 
 import argparse

@@ -11,7 +11,7 @@ pruning does) and ``removed`` (physically removed). Timed operations: the aux st
 the aux loss, gates sampled, batch statistics), the RL forward ``phi_sa`` at batch 256, and ``phi_s`` at
 batch 1 (acting). All variants are measured in interleaved rounds; we report the median over rounds.
 
-    python benchmarks/ofenet_removal.py --rounds 15 --threads 1 --out benchmarks/results/ofenet_removal.csv
+    python -m benchmarks.ofenet_removal --rounds 15 --threads 1 --out benchmarks/results/ofenet_removal.csv
 """
 
 import argparse

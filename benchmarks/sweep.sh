@@ -20,11 +20,10 @@ compare() {
         echo "slice over: rerun to resume"
         return
     fi
-    python benchmarks/compare.py --algos sac dense xinet small --seeds 0 1 2 --workers "${WORKERS:-2}" \
+    python -m benchmarks.compare --algos sac ofenet_sac xinet_sac small_ofenet_sac --seeds 0 1 2 --workers "${WORKERS:-2}" \
         --max-hours "$left" --out "$OUT" "$@"
 }
 
 compare --envs Hopper-v5 --steps 100000
 compare --envs HalfCheetah-v5 --steps 50000 --learning-starts 5000 --ofenet-pretrain-steps 5000
-python benchmarks/sweep_table.py "$OUT"
-python benchmarks/plots.py "$OUT"
+python -m benchmarks.report "$OUT"

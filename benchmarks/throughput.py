@@ -1,130 +1,153 @@
-"""Env steps per second, training included, of SB3 SAC, dense OFENet-SAC and XiNetSAC, side by side on Hopper-v5
-(or ``--env``); with ``--algo tqc``, of sb3-contrib's TQC, dense OFENet-TQC and XiNetTQC.
+"""Env steps per second, training included, of configurations side by side on Hopper-v5 (or ``--env``), and
+(``--profile``) what one gradient step of each spends its time on.
 
-Variants (all with SB3's defaults: batch 256, one gradient step per env step, one torch thread):
+Variants are the configurations of :data:`benchmarks.common.CONFIGS` (all with SB3's defaults: batch 256, one
+gradient step per env step, one torch thread), the XiNet ones at a phase of their run (``<config>@<phase>``):
 
-- ``sac``: SB3's SAC (actor and critics 256-256 on the raw observation); ``tqc``: sb3-contrib's TQC (its defaults:
-  2 critics of 25 quantiles);
-- ``dense``: OFENet-SAC, XiNetSAC's code path with gates and pruning off (``gates="none"``, ``cost_weight=0``);
-- ``xinet_warmup``: XiNetSAC before pruning starts (gates on, thetas frozen at 1);
-- ``xinet_pruning``: XiNetSAC with the regularizer on and every unit still there (thetas learning, gates sampled);
-- ``xinet_pruned``: XiNetSAC after pruning, still training with the regularizer on. Either a real pruned model
-  (``--pruned PATH`` to a XiNetSAC save, e.g. the end of a ``benchmarks/compare.py`` run), or, without it, the
-  full model with units removed by hand: ``--keep`` of the units of every layer. Several ``--pruned`` paths
-  (e.g. the parameter and the time cost model's) give one row per path and variant, named ``variant[label]``
-  with the labels of ``--labels``;
-- ``xinet_folded``: the same pruned model after the end of pruning (``end_pruning()``: thetas folded into the
-  weights, gates gone), training on as OFENet-SAC at its widths;
-- ``small``: OFENet-SAC built from scratch at the pruned model's widths (gates and pruning off), the speed that
-  ``xinet_folded`` should match.
+- ``sac`` / ``tqc``: SB3's SAC / sb3-contrib's TQC (256-256 on the raw observation);
+- ``ofenet_sac``: dense OFENet-SAC (6 x 40 OFENet units per branch, no gates);
+- ``xinet_sac@warmup``: XiNetSAC before pruning starts (gates present, thetas at 1, not sampled);
+- ``xinet_sac@pruning``: XiNetSAC with the regularizer on (gates sampled, thetas learning), unpruned;
+- ``xinet_sac@pruned``: a pruned XiNetSAC, still pruning (``--pruned``: a saved model, or pruned by hand to
+  ``--keep`` of every layer's units);
+- ``xinet_sac@folded``: the same after the end of pruning (gates folded: plain OFENet-SAC at the pruned widths);
+- ``small_ofenet_sac``: dense OFENet-SAC built at the pruned model's widths, no gates;
 
-``--device cuda`` runs every variant on the GPU.
+and likewise ``ofenet_tqc``, ``xinet_tqc@<phase>`` and ``small_ofenet_tqc``. ``--device cuda`` runs every
+variant on the GPU.
 
 Each variant first fills its replay buffer with ``--warmup`` random steps (and pre-trains OFENet briefly); then
 the variants run ``--chunk`` steps each, in turn, for ``--rounds`` rounds. We report the median steps/s over
-rounds and its ratio to ``dense``; interleaving makes the ratios robust to the drift of a shared machine.
+rounds and its ratio to the dense OFENet model and to the plain algorithm of its family; interleaving makes the
+ratios robust to the drift of a shared machine. With ``--profile N``, each variant's ``train()`` then runs ``N``
+gradient steps under ``torch.profiler``: self CPU time by group of operators and the top operators.
 
-    python benchmarks/throughput.py --rounds 7 --chunk 300 --pruned benchmarks/results/hopper_100k/Hopper-v5_xinet_0.zip \\
-        --out benchmarks/results/throughput
-
-The XiNet variants (``dense`` to ``small``) are built with XiNetSAC, or with ``--algo tqc`` XiNetTQC; ratios are
-given to ``dense`` and to the plain algorithm of ``--algo`` (``sac`` or ``tqc``, when it is among the variants).
+    python -m benchmarks.throughput --rounds 7 --chunk 300 --pruned MODEL.zip --out benchmarks/results/throughput
+    python -m benchmarks.throughput --variants tqc ofenet_tqc xinet_tqc@folded small_ofenet_tqc --pruned MODEL.zip
 """
 
 import argparse
-import inspect
-import os
-import platform
 import statistics
 import time
+from collections import defaultdict
+from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
 import torch as th
-from sweep_table import PLAIN, family, model_class
-from tables import write_results
+from torch.profiler import ProfilerActivity, profile
 
-from sb3_xinet import XiNetSAC
+from benchmarks.common import CONFIGS, build, machine, network_size, related, remove_by_hand, write_results
 
-PER_PRUNED = ("xinet_pruned", "xinet_folded", "small")  # the variants built from a pruned model
-
-
-def remove_by_hand(model: XiNetSAC, keep: float) -> None:
-    """Drive the thetas of all but ``keep`` of the units of every layer to 0, then prune them."""
-    with th.no_grad():
-        for block in model.policy.gated_blocks().values():
-            for gate in block.gates():
-                gate.theta[max(1, round(keep * gate.n_units)) :] = 0.0
-    model.prune()
+PHASES = ("warmup", "pruning", "pruned", "folded")
+DEFAULT = ["sac", "ofenet_sac", "xinet_sac@warmup", "xinet_sac@pruning", "xinet_sac@pruned", "xinet_sac@folded"]
+GROUPS = {
+    "matmul": ("aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm", "aten::matmul", "aten::linear"),
+    "random numbers": ("aten::uniform_", "aten::bernoulli_", "aten::normal_", "aten::randint"),
+    "optimizer": ("aten::_fused_adam_", "aten::_fused_adamw_"),
+    "concatenation": ("aten::cat",),
+}
 
 
-def pruned_model(path: str | None, args: argparse.Namespace, common: dict[str, Any], xinet: dict[str, Any]) -> XiNetSAC:
-    """The pruned model: loaded from ``path`` (with a fresh replay buffer and the same warm-up as the others;
-    it keeps training with the regularizer on, its loss scales come with the save), or pruned by hand."""
-    xinet_class = model_class(family(args.algo)["xinet"])
+def pruned_model(name: str, path: str | None, args: argparse.Namespace, shared: dict[str, Any]) -> Any:
+    """A pruned model of the XiNet configuration ``name``, still pruning: loaded from ``path`` (with a fresh replay
+    buffer and the same warm-up as the others; its loss scales come with the save), or pruned by hand."""
     if path:
-        model = xinet_class.load(path, env=gym.make(args.env), buffer_size=1_000_000, **common)
-        model.pruning_start = 0
+        model = CONFIGS[name].algo_class.load(path, env=gym.make(args.env), buffer_size=1_000_000, **shared)
+        model.pruning_schedule = model.pruning_schedule.replace(start=0, end=None)
         return model
-    model = xinet_class("MlpPolicy", args.env, pruning_start=0, **xinet)
+    model = build(name, args.env, dict(shared, pruning_start=0, pruning_end=None, ofenet_pretrain_steps=args.pretrain))
     remove_by_hand(model, args.keep)
     return model
 
 
-def build(variant: str, args: argparse.Namespace, path: str | None = None) -> Any:
-    common: dict[str, Any] = dict(learning_starts=args.warmup, seed=0, device=args.device, verbose=0)
-    xinet = dict(common, ofenet_pretrain_steps=args.pretrain)
-    xinet_class = model_class(family(args.algo)["xinet"])
-    if "pruning_end" in inspect.signature(xinet_class).parameters:  # so that the script also measures older versions
-        xinet["pruning_end"] = 10**10
-    if variant in PLAIN:
-        return model_class(variant)("MlpPolicy", args.env, **common)
-    if variant == "dense":
-        return xinet_class("MlpPolicy", args.env, cost_weight=0.0, policy_kwargs=dict(gates="none"), **xinet)
-    if variant == "xinet_warmup":
-        return xinet_class("MlpPolicy", args.env, pruning_start=10**9, **xinet)
-    if variant == "xinet_pruning":
-        return xinet_class("MlpPolicy", args.env, pruning_start=0, **xinet)
-    if variant == "xinet_pruned":
-        model = pruned_model(path, args, common, xinet)
-        model.pruning_end = 10**10
-        return model
-    if variant == "xinet_folded":
-        model = pruned_model(path, args, common, xinet)
+def make_variant(variant: str, args: argparse.Namespace, path: str | None = None) -> Any:
+    """A model of a variant (see the module's docstring), ready for its warm-up."""
+    name, _, phase = variant.partition("@")
+    shared: dict[str, Any] = dict(learning_starts=args.warmup, seed=0, device=args.device, verbose=0)
+    xinet = dict(shared, ofenet_pretrain_steps=args.pretrain, pruning_end=None)
+    role = CONFIGS[name].role
+    if role in ("plain", "dense"):
+        return build(name, args.env, xinet if role == "dense" else shared)
+    if role == "small":
+        architecture = pruned_model(related(name, "xinet"), path, args, shared).policy.architecture()
+        policy_kwargs = dict(gates="none", architecture=architecture)
+        return CONFIGS[name].algo_class("MlpPolicy", args.env, cost_weight=0.0, policy_kwargs=policy_kwargs, **xinet)
+    if phase not in PHASES:
+        raise ValueError(f"{variant}: a XiNet variant needs a phase, one of {[f'{name}@{p}' for p in PHASES]}")
+    if phase in ("warmup", "pruning"):
+        return build(name, args.env, dict(xinet, pruning_start=None if phase == "warmup" else 0))
+    model = pruned_model(name, path, args, shared)
+    if phase == "folded":
         model.end_pruning()
-        return model
-    if variant == "small":
-        architecture = pruned_model(path, args, common, xinet).policy.architecture()
-        return xinet_class(
-            "MlpPolicy", args.env, cost_weight=0.0, policy_kwargs=dict(gates="none", architecture=architecture), **xinet
+    return model
+
+
+def profile_steps(model: Any, steps: int, top: int) -> tuple[dict[str, str], str]:
+    """Self CPU time of ``steps`` gradient steps by group of operators, and the ``top`` operators."""
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        model.train(steps, model.batch_size)
+    events = prof.key_averages()
+    total = sum(event.self_cpu_time_total for event in events)
+    shares: dict[str, float] = defaultdict(float)
+    for event in events:
+        group = next((name for name, ops in GROUPS.items() if event.key in ops), "other ops and overhead")
+        shares[group] += event.self_cpu_time_total / total
+    ranked = sorted(events, key=lambda event: event.self_cpu_time_total, reverse=True)[:top]
+    line = ", ".join(f"{e.key} {e.self_cpu_time_total / total:.0%} ({e.count // steps}/step)" for e in ranked)
+    return {group: f"{share:.0%}" for group, share in shares.items()}, line
+
+
+def measure(models: dict[str, Any], args: argparse.Namespace) -> dict[str, list[float]]:
+    """Env steps/s of each model in ``args.rounds`` interleaved rounds of ``args.chunk`` steps."""
+    for model in models.values():  # random warm-up, OFENet pre-training and a first update, untimed
+        model.learn(args.warmup + 10)
+    speeds: dict[str, list[float]] = {variant: [] for variant in models}
+    for _ in range(args.rounds):
+        for variant, model in models.items():
+            start = time.perf_counter()
+            model.learn(args.chunk, reset_num_timesteps=False)
+            speeds[variant].append(args.chunk / (time.perf_counter() - start))
+    return speeds
+
+
+def speed_rows(models: dict[str, Any], speeds: dict[str, list[float]], args: argparse.Namespace) -> list[dict[str, Any]]:
+    """One row per variant: its median speed and the ratios to its family's dense and plain models."""
+    medians = {variant: statistics.median(values) for variant, values in speeds.items()}
+    rows = []
+    for variant, median in medians.items():
+        name = variant.partition("@")[0].partition("[")[0]
+        dense, plain = medians.get(related(name, "dense")), medians.get(related(name, "plain"))
+        rows.append(
+            dict(
+                variant=variant,
+                params=network_size(models[variant])[0],
+                steps_per_s=round(median, 1),
+                vs_dense=round(median / dense, 2) if dense else "",
+                vs_plain=round(median / plain, 2) if plain else "",
+                rounds=len(speeds[variant]),
+                chunk=args.chunk,
+                machine=machine(args.threads) + (f", {th.cuda.get_device_name()}" if args.device != "cpu" else ""),
+            )
         )
-    raise ValueError(f"Unknown variant {variant!r}")
-
-
-def parameters(model: Any) -> int:
-    if hasattr(model, "pruning_summary"):
-        return model.pruning_summary().params
-    return sum(p.numel() for net in (model.actor, model.critic) for p in net.parameters())
+    return rows
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument(
-        "--variants",
-        nargs="+",
-        default=["sac", "dense", "xinet_warmup", "xinet_pruning", "xinet_pruned", "xinet_folded", "small"],
-    )
+    parser.add_argument("--variants", nargs="+", default=DEFAULT)
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--chunk", type=int, default=300)
     parser.add_argument("--warmup", type=int, default=1000)
     parser.add_argument("--pretrain", type=int, default=200)
-    parser.add_argument("--algo", choices=sorted(PLAIN), default="sac", help="XiNetSAC or XiNetTQC for the XiNet variants")
     parser.add_argument("--env", default="Hopper-v5", help="the env of the sizes (and of the --pruned saves)")
     parser.add_argument("--pruned", nargs="+", default=[None], help="pruned XiNetSAC (XiNetTQC) saves (.zip)")
     parser.add_argument("--labels", nargs="+", default=None, help="a short name for each --pruned save")
     parser.add_argument("--keep", type=float, default=0.2)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    parser.add_argument("--profile", type=int, default=0, help="gradient steps to profile per variant (0: none)")
+    parser.add_argument("--top", type=int, default=12, help="operators listed per profiled variant")
     parser.add_argument("--out", default="benchmarks/results/throughput")
     args = parser.parse_args()
     th.set_num_threads(args.threads)
@@ -134,54 +157,32 @@ def main() -> None:
         parser.error("--labels needs one label per --pruned path")
     models = {}
     for variant in args.variants:
-        if variant in PER_PRUNED and len(args.pruned) > 1:
-            models.update(
-                {f"{variant}[{label}]": build(variant, args, path) for label, path in zip(labels, args.pruned, strict=True)}
-            )
+        from_pruned = variant.endswith(("@pruned", "@folded")) or CONFIGS[variant.partition("@")[0]].role == "small"
+        if from_pruned and len(args.pruned) > 1:
+            for label, path in zip(labels, args.pruned, strict=True):
+                models[f"{variant}[{label}]"] = make_variant(variant, args, path)
         else:
-            models[variant] = build(variant, args, args.pruned[0])
-    for model in models.values():  # random warm-up, OFENet pre-training and a first update, untimed
-        model.learn(args.warmup + 10)
-    speeds: dict[str, list[float]] = {variant: [] for variant in models}
-    for _ in range(args.rounds):
-        for variant, model in models.items():
-            start = time.perf_counter()
-            model.learn(args.chunk, reset_num_timesteps=False)
-            speeds[variant].append(args.chunk / (time.perf_counter() - start))
-
-    machine = f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, {args.threads} torch thread(s)"
-    if args.device != "cpu":
-        machine += f", {th.cuda.get_device_name()}"
-    base = statistics.median(speeds["dense"]) if "dense" in speeds else None
-    plain = statistics.median(speeds[args.algo]) if args.algo in speeds else None
-    rows = []
-    for variant, values in speeds.items():
-        median = statistics.median(values)
-        rows.append(
-            dict(
-                variant=variant,
-                params=parameters(models[variant]),
-                steps_per_s=round(median, 1),
-                vs_dense=round(median / base, 2) if base else "",
-                vs_plain=round(median / plain, 2) if plain else "",
-                rounds=len(values),
-                chunk=args.chunk,
-                machine=machine,
-            )
-        )
+            models[variant] = make_variant(variant, args, args.pruned[0])
+    rows = speed_rows(models, measure(models, args), args)
     title = (
-        f"Env steps/s on {args.env}, training included "
-        f"(median of {args.rounds} interleaved rounds of {args.chunk} steps; {machine})"
+        f"Env steps/s on {args.env}, training included (median of {args.rounds} interleaved rounds of {args.chunk} "
+        f"steps; {rows[0]['machine']})"
     )
-    name = args.algo.upper()
-    columns = dict(
-        variant="variant",
-        params="parameters",
-        steps_per_s="steps/s",
-        vs_dense=f"vs dense OFENet-{name}",
-        vs_plain=f"vs {'SB3' if args.algo == 'sac' else 'sb3-contrib'} {name}",
-    )
+    columns = dict(variant="variant", params="parameters", steps_per_s="steps/s")
+    columns.update(vs_dense="vs dense OFENet", vs_plain="vs SAC/TQC")
     print(write_results(args.out, rows, title, columns))
+    if args.profile:
+        profiled, tops = [], []
+        for variant, model in models.items():
+            shares, top = profile_steps(model, args.profile, args.top)
+            groups = {group: shares.get(group, "0%") for group in [*GROUPS, "other ops and overhead"]}
+            profiled.append({"variant": variant, **groups})
+            tops.append(f"- {variant}: {top}")
+        title = f"Self CPU time by group of operators over {args.profile} profiled gradient steps (batch 256)"
+        text = write_results(f"{args.out}_profile", profiled, title, {key: key for key in profiled[0]})
+        text += "\nTop operators (share of self CPU time, calls per step):\n\n" + "\n".join(tops) + "\n"
+        Path(f"{args.out}_profile.md").write_text(text)
+        print(text)
 
 
 if __name__ == "__main__":

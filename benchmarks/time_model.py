@@ -3,7 +3,7 @@ predictions with measured step times on other random shapes (held out).
 
 Reports Spearman's rank correlation and the relative errors, and writes a markdown table::
 
-    python benchmarks/time_model.py --env Hopper-v5 --fit-shapes 8 --test-shapes 12 --out benchmarks/results/time_model
+    python -m benchmarks.time_model --env Hopper-v5 --fit-shapes 8 --test-shapes 12 --out benchmarks/results/time_model
 """
 
 import argparse
@@ -14,8 +14,10 @@ from pathlib import Path
 import numpy as np
 import torch as th
 
+from benchmarks.common import spearman
 from sb3_xinet import XiNetSAC
-from sb3_xinet.time_cost import TimeCalibration, anchor, fit, measure, spearman
+from sb3_xinet.calibration import anchor, fit, measure
+from sb3_xinet.time_cost import TimeCalibration
 
 
 def validate(env_id: str, fit_shapes: int, test_shapes: int, device: str, seed: int = 0) -> dict:
@@ -67,7 +69,7 @@ def main() -> None:
     args = parser.parse_args()
     th.set_num_threads(args.threads)
     result = validate(args.env, args.fit_shapes, args.test_shapes + 1, args.device)
-    command = "python benchmarks/time_model.py " + " ".join(
+    command = "python -m benchmarks.time_model " + " ".join(
         f"--{key.replace('_', '-')} {value}" for key, value in vars(args).items() if value is not None
     )
     print(to_markdown(result, command))

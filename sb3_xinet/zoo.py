@@ -165,8 +165,9 @@ def check_entry(entry: dict[str, Any], env_id: str, config: str | Path, algo: st
         if key not in accepted | ZOO_KEYS:
             raise ValueError(f"Unknown hyperparameter {key!r} in {where}; {cls.__name__} accepts {sorted(accepted)}")
     try:
-        known = {key: value for key, value in entry.items() if key in PRUNING_KEYS or key == "learning_starts"}
-        check_xinet_arguments(**known)
+        checked = {*PRUNING_KEYS, "learning_starts"}
+        defaults = {name: p.default for name, p in inspect.signature(cls.__init__).parameters.items() if name in checked}
+        check_xinet_arguments(**{**defaults, **{key: value for key, value in entry.items() if key in checked}})
     except ValueError as error:
         raise ValueError(f"Bad value in {where}: {error}") from error
     policy_kwargs = entry.get("policy_kwargs", {})

@@ -67,18 +67,19 @@ FLAT_DROPPED = ("cost_active", "initial_expected_params", "initial_expected_time
 
 
 def check_xinet_arguments(
-    cost_weight: float = 1.0,
-    cost_model: str = "params",
-    time_calibration: TimeCalibration | dict[str, Any] | None = None,
-    prune_threshold: float = 1e-3,
-    ofenet_pretrain_steps: int | None = None,
-    pruning_start: int | Auto | None = "auto",
-    pruning_end: int | Auto | None = "auto",
-    prune_freq: int = 1000,
-    loss_scale_window: int = 10_000,
-    learning_starts: int = 10_000,
+    cost_weight: float,
+    cost_model: str,
+    time_calibration: TimeCalibration | dict[str, Any] | None,
+    prune_threshold: float,
+    ofenet_pretrain_steps: int | None,
+    pruning_start: int | Auto | None,
+    pruning_end: int | Auto | None,
+    prune_freq: int,
+    loss_scale_window: int,
+    learning_starts: int,
 ) -> None:
-    """Validate XiNet arguments (e.g. of a zoo YAML entry) as the algorithm does; a ValueError names the bad one."""
+    """Validate XiNet arguments (e.g. of a zoo YAML entry, completed with the constructor's defaults) as the
+    algorithm does; a ValueError names the bad one."""
     Regularizer(cost_weight, cost_model, time_calibration, loss_scale_window)
     PruningSchedule.from_arguments(pruning_start, prune_freq, pruning_end, learning_starts)
     check_number("prune_threshold", prune_threshold, 0, 1)
