@@ -12,8 +12,9 @@ from stable_baselines3.common.buffers import ReplayBuffer
 from stable_baselines3.common.noise import ActionNoise
 from stable_baselines3.common.type_aliases import GymEnv, Schedule
 
-from sb3_xinet.common.algorithm import Values, XiNetAlgorithm, xinet_policy_kwargs
+from sb3_xinet.common.algorithm import XiNetAlgorithm, xinet_policy_kwargs
 from sb3_xinet.common.checks import check_int
+from sb3_xinet.common.training import Values
 from sb3_xinet.policies import XiNetTQCPolicy
 from sb3_xinet.schedule import Auto
 from sb3_xinet.time_cost import TimeCalibration
