@@ -89,6 +89,7 @@ def dense_model(model: OffPolicyAlgorithm, architecture: dict[str, Any] | None) 
         batch_size=model.batch_size,
         ent_coef=model.ent_coef,
         target_entropy=model.target_entropy,
+        use_sde=model.use_sde,  # gSDE's exploration matrix is part of the actor's step
         policy_kwargs=policy_kwargs,
         device=model.device,
         cost_weight=0.0,

@@ -9,6 +9,11 @@ from stable_baselines3.common.type_aliases import MaybeCallback
 from sb3_xinet.schedule import Action, PruningSchedule
 from sb3_xinet.summary import PruningSummary
 
+PARALLEL_TRAINING = (
+    "XiNet algorithms do not support rl_zoo3's ParallelTrainCallback: it trains a copy of the model in another "
+    "thread and copies its weights back, and pruning changes the networks' shapes while they train."
+)
+
 
 @runtime_checkable
 class Prunable(Protocol):
@@ -140,10 +145,7 @@ def with_pruning_callback(callback: MaybeCallback) -> MaybeCallback:
     callbacks = flat(callback)
     for item in callbacks:
         if type(item).__name__ == "ParallelTrainCallback":
-            raise ValueError(
-                "XiNet algorithms do not support rl_zoo3's ParallelTrainCallback: it trains a copy of the model in another "
-                "thread and copies its weights back, and pruning changes the networks' shapes while they train."
-            )
+            raise ValueError(PARALLEL_TRAINING)
     if any(isinstance(item, XiNetPruningCallback) for item in callbacks):
         return callback
     # the user's callback objects stay as given (a CallbackList keeps seeing the rollout's locals, as in SB3)

@@ -76,7 +76,9 @@ class BernoulliGate(nn.Module):
 
     def _all_on(self) -> bool:
         """Whether every theta is 1. Read on the host only when theta has changed since the last read (its
-        version counter moves with every in-place update), so a frozen gate costs no device synchronisation."""
+        version counter moves with every in-place update of the parameter), so a frozen gate costs no device
+        synchronisation. Writes through ``theta.data`` do not move it: update a frozen theta in place on the
+        parameter itself (``copy_``, ``clamp_``, ``fill_`` under ``no_grad``)."""
         version = (self.theta._version, self.theta.data_ptr())
         if self._all_on_cache is None or self._all_on_cache[0] != version:
             self._all_on_cache = (version, bool((self.theta.detach() >= 1).all()))

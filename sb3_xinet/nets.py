@@ -173,11 +173,16 @@ class GatedLayer(nn.Module):
         return self.gate.theta.detach() * self.presence().detach()
 
     def expected_cost(self, expected_in: th.Tensor, price: LayerPrice = parameter_price) -> tuple[th.Tensor, th.Tensor]:
-        """(expected cost, expected number of active units) given the expected input width."""
-        width = self.gate.theta.sum() if self.gate is not None else th.as_tensor(float(self.n_units))
-        present = self.presence()
-        width = width * present
-        return price(expected_in, width, present, 2 if self.bn is not None else 0), width
+        """(expected cost, expected number of active units) given the expected input width. The layer is there
+        (and pays its per-layer price) when its layer gate is on and at least one of its units is:
+        ``theta_layer * (1 - prod_j (1 - theta_j))``, multilinear in the thetas; a layer whose units are all at 0
+        costs nothing, whatever its layer gate says."""
+        present, extra = self.presence(), 2 if self.bn is not None else 0
+        if self.gate is None:
+            width = th.as_tensor(float(self.n_units)) * present
+            return price(expected_in, width, present, extra), width
+        width = self.gate.theta.sum() * present
+        return price(expected_in, width, present * (1 - th.prod(1 - self.gate.theta)), extra), width
 
     def remove_units(self, units: Sequence[int], optimizers: Optimizers = ()) -> None:
         """Remove output units (weight rows, bias, BN entries, theta); consumers are the caller's business."""

@@ -86,6 +86,14 @@ def check_policy_arguments(
     check_number("theta_learning_rate", theta_learning_rate, positive=True)
 
 
+@th.no_grad()
+def copy_thetas_(sources: list[nn.Parameter], targets: list[nn.Parameter]) -> None:
+    """Copy thetas into others in place on the parameters (not through ``.data``, which SB3's ``polyak_update``
+    writes): their version counters move, so a frozen gate sees the change (:meth:`BernoulliGate._all_on`)."""
+    for source, target in zip(sources, targets, strict=True):
+        target.copy_(source)
+
+
 class XiNetActor(BasePolicy):
     """SAC actor on OFENet's state features: gated hidden layers, then the mean and log-std heads.
 
@@ -464,6 +472,8 @@ class XiNetPolicy(BasePolicy):
         self.critic_target = self.make_critic(critic_units)
         self.critic_target.load_state_dict(self.critic.state_dict())
         self.critic_target.set_training_mode(False)
+        for theta in gated_parameters(self.critic_target)[1]:
+            theta.requires_grad_(False)  # copies of the critics' (critic_parameters): a frozen gate at 1 is the identity
         self._registry = self._make_registry()
         self._heads = tuple(entry for entry in self._registry if not entry.whole_layers)
 
@@ -657,9 +667,7 @@ class XiNetPolicy(BasePolicy):
     def sync_target_thetas(self) -> None:
         """Give each target critic the thetas of its critic (see :meth:`critic_parameters`)."""
         _, thetas, _, target_thetas = self.critic_parameters()
-        with th.no_grad():
-            for theta, target in zip(thetas, target_thetas, strict=True):
-                target.copy_(theta)
+        copy_thetas_(thetas, target_thetas)
 
     def critic_parameters(self) -> tuple[list[nn.Parameter], list[nn.Parameter], list[nn.Parameter], list[nn.Parameter]]:
         """(weights, thetas, target weights, target thetas) of the critics.

@@ -21,6 +21,7 @@ import rl_zoo3.exp_manager
 import rl_zoo3.hyperparams_opt
 import yaml
 
+from sb3_xinet.callbacks import PARALLEL_TRAINING
 from sb3_xinet.common.algorithm import XINET_ARGUMENTS, XiNetAlgorithm, check_xinet_arguments
 from sb3_xinet.policies import XiNetPolicy
 from sb3_xinet.xinet_sac import XiNetSAC
@@ -101,6 +102,7 @@ def parse_zoo_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--env", default="CartPole-v1")
     parser.add_argument("-conf", "--conf-file", default=None)
     parser.add_argument("-optimize", "--optimize-hyperparameters", action="store_true", default=False)
+    parser.add_argument("-params", "--hyperparams", nargs="+", default=[])
     return parser.parse_known_args(argv)[0]
 
 
@@ -230,6 +232,14 @@ def make_converter(policy_kwargs: dict[str, Any]) -> Callable[[dict[str, Any]], 
     return convert_xinet_params
 
 
+def refuse_parallel_training(args: argparse.Namespace, entry: dict[str, Any] | None) -> None:
+    """Refuse rl_zoo3's ``ParallelTrainCallback`` (in ``-params`` or the YAML entry) before the zoo starts: refused
+    later, by ``learn()``, the zoo's clean-up of the callback that never started adds a second traceback."""
+    given = [value for value in args.hyperparams if value.startswith("callback:")]
+    if "ParallelTrainCallback" in " ".join(given) + str((entry or {}).get("callback", "")):
+        raise ValueError(PARALLEL_TRAINING)
+
+
 def prepare(argv: list[str]) -> list[str]:
     """Register our keys, add the packaged config, check its entry for the env; return the argv for the zoo."""
     register()
@@ -239,6 +249,8 @@ def prepare(argv: list[str]) -> list[str]:
         raise ValueError(
             f"--optimize samples the XiNet knobs: use it with --algo {' or '.join(PRUNING_ALGOS)}, not the dense baseline"
         )
+    if args.algo in ALGOS:
+        refuse_parallel_training(args, load_entry(args.conf_file, args.env) if args.conf_file else None)
     if args.algo in ALGOS and args.conf_file is not None:
         entry = load_entry(args.conf_file, args.env)
         if entry is not None:

@@ -13,6 +13,7 @@ import pytest
 import torch as th
 from sb3_contrib.common.utils import quantile_huber_loss
 from stable_baselines3.common.evaluation import evaluate_policy
+from stable_baselines3.common.utils import polyak_update
 
 from sb3_xinet import XiNetPruningCallback, XiNetSAC, XiNetTQC
 from sb3_xinet.blocks import BlockEntry
@@ -354,3 +355,47 @@ def test_tqc_checks_its_quantiles_and_tells_its_saves_apart(tmp_path):
         XiNetSAC.load(tmp_path / "tqc")
     with pytest.raises(ValueError, match="not a XiNetTQC save: its policy class is XiNetPolicy"):
         XiNetTQC.load(tmp_path / "sac")
+
+
+def test_target_critics_read_their_critics_thetas_and_freeze_them(model_class):
+    """The targets' thetas are copies of their critics' (no gradient: a frozen gate at 1 is the identity); they
+    follow every step of the critics' thetas, so with the critics' weights the targets give the critics' Q."""
+    model = make_model(model_class=model_class, pruning_start=None).learn(PRUNING["learning_starts"] + 20)
+    model.regularizer.switch(True)  # the regularizer's phase, from the training step alone (no removal in between)
+    model.train(gradient_steps=20, batch_size=32)
+    weights, thetas, target_weights, target_thetas = model.policy.critic_parameters()
+    assert not any(theta.requires_grad for theta in target_thetas)
+    assert any(bool((theta < 1).any()) for theta in thetas)  # the regularizer has moved them
+    polyak_update(weights, target_weights, 1.0)
+    z_sa = th.randn(16, model.policy.ofenet.state_action_features_dim)
+    with th.no_grad():
+        values = model.policy.critic.q_values(z_sa, stochastic=False)
+        target_values = model.policy.critic_target.q_values(z_sa, stochastic=False)
+    for value, target_value in zip(values, target_values, strict=True):
+        th.testing.assert_close(target_value, value)
+
+
+def test_reinforce_weights_each_critics_gates_by_its_own_losses(model_class):
+    """With REINFORCE gates, a critic's thetas learn from its own per-sample losses: changing another critic's
+    losses leaves its gradient as it was."""
+    policy_kwargs = {**PRUNING["policy_kwargs"], "gate_estimator": "reinforce"}
+    model = make_model(model_class=model_class, policy_kwargs=policy_kwargs, pruning_start=0)
+    model.learn(PRUNING["learning_starts"] + 5)
+    step = model._start_training(32)
+    assert step.reinforce
+    for group in model.critic.optimizer.param_groups:
+        group["lr"] = 0.0  # the critics' step leaves them as they are
+    data = model.replay_buffer.sample(32)
+    with th.no_grad():
+        z_sa = model.policy.ofenet.phi_sa(model.policy.obs_to_float(data.observations), data.actions)
+
+    def first_critics_theta_gradients() -> list[th.Tensor]:
+        th.manual_seed(1)  # the same gate samples
+        model._critic_step(z_sa, data.rewards, step, None)
+        return [gate.theta.grad.clone() for gate in model.critic.q_networks[0].latent.gates()]
+
+    before = first_critics_theta_gradients()
+    with th.no_grad():
+        model.critic.q_networks[1].out.bias.add_(10.0)
+    for want, have in zip(before, first_critics_theta_gradients(), strict=True):
+        th.testing.assert_close(have, want)

@@ -7,7 +7,7 @@ import torch.nn.functional as F
 
 from benchmarks.common import spearman
 from sb3_xinet import XiNetSAC
-from sb3_xinet.calibration import anchor, calibrate, fit, measure
+from sb3_xinet.calibration import anchor, calibrate, dense_model, fit, measure
 from sb3_xinet.nets import GatedDenseNet
 from sb3_xinet.time_cost import PASSES, TimeCalibration
 from tests.helpers import PRUNING, make_model
@@ -188,3 +188,25 @@ def test_the_fixed_time_is_anchored_to_the_unpruned_steps_measured_time():
         np.testing.assert_array_equal(anchored[:-1], coef[:-1])
     # a fit that already over-predicts the unpruned step keeps a fixed time of 0, never a negative one
     assert anchor(np.array([1e-8, 0.0, 0.0, 0.0]), features, times)[-1] == 0.0
+
+
+def test_a_layer_whose_units_are_all_at_zero_costs_no_layer_time():
+    """T(theta) charges a layer's fixed time with the probability that it is there: its layer gate on and at least
+    one of its units on. With every unit at 0 it costs what the model without it costs, whatever its layer gate."""
+    model = time_model(pruning_start=None)
+    calibration = TimeCalibration.from_value(CALIBRATION)
+    layer = model.policy.ofenet.state.layers[-1]
+    with th.no_grad():
+        layer.gate.theta.zero_()
+    assert float(layer.layer_gate.theta) == 1.0
+    before = float(calibration.expected_time(model.policy))
+    model.prune()  # the empty layer goes
+    assert len(model.policy.ofenet.state.layers) == 2
+    assert before == pytest.approx(float(calibration.expected_time(model.policy)), rel=1e-6)
+
+
+def test_the_calibration_times_a_gsde_model_with_gsde():
+    """The dense twins that calibrate the time model act as the model does: with gSDE's exploration matrix."""
+    model = make_model(cost_weight=0.0, use_sde=True)
+    twin = dense_model(model, None)
+    assert twin.use_sde and twin.actor.use_sde

@@ -177,6 +177,15 @@ def test_the_zoo_parallel_train_callback_is_refused_with_a_reason(tmp_path):
     result = zoo("train", *args, "-params", "callback:'rl_zoo3.callbacks.ParallelTrainCallback'", cwd=tmp_path)
     assert result.returncode != 0
     assert "do not support rl_zoo3's ParallelTrainCallback" in result.stderr
+    assert result.stderr.count("Traceback") == 1, result.stderr  # refused before the zoo starts, nothing to clean up
+
+
+def test_the_parallel_train_callback_of_a_yaml_entry_is_refused_before_the_zoo_starts(tmp_path):
+    config = tmp_path / "parallel.yml"
+    entry = {"policy": "MlpPolicy", "n_timesteps": 10, "callback": "rl_zoo3.callbacks.ParallelTrainCallback"}
+    config.write_text(yaml.safe_dump({"Pendulum-v1": entry}))
+    with pytest.raises(ValueError, match="ParallelTrainCallback"):
+        prepare(["--algo", "xinet_sac", "--env", "Pendulum-v1", "-conf", str(config)])
 
 
 @pytest.mark.slow

@@ -27,7 +27,7 @@ from stable_baselines3.common.vec_env import VecNormalize
 from sb3_xinet.blocks import ACTOR, AUX_LOSS, CRITIC
 from sb3_xinet.common.train_logs import PendingLogs
 from sb3_xinet.gates import score_function_loss
-from sb3_xinet.policies import XiNetActor, XiNetCritic, XiNetPolicy
+from sb3_xinet.policies import XiNetActor, XiNetCritic, XiNetPolicy, copy_thetas_
 from sb3_xinet.regularizer import CostGrads, Regularizer
 
 Values = tuple[th.Tensor, ...]  # the outputs of every critic, in order
@@ -216,7 +216,7 @@ class XiNetTraining(OffPolicyAlgorithm):
         if self.regularizer.active:
             self.policy.project_heads_()
             # the targets' thetas are their critics' (XiNetPolicy.critic_parameters)
-            polyak_update(step.critic_thetas, step.target_thetas, 1.0)
+            copy_thetas_(step.critic_thetas, step.target_thetas)
         if update_targets:
             polyak_update(step.critic_weights, step.target_weights, self.tau)
             polyak_update(self.batch_norm_stats, self.batch_norm_stats_target, 1.0)
@@ -246,9 +246,9 @@ class XiNetTraining(OffPolicyAlgorithm):
         per_critic_losses = per_sample.mean(dim=1)
         critic_loss = per_critic_losses.sum()
         self._pending_logs.append("critic", critic_loss.detach())
-        if step.reinforce:
-            log_probs = sum(q_net.latent.log_prob() for q_net in self.critic.q_networks)
-            critic_loss = critic_loss + score_function_loss(log_probs, per_sample.sum(dim=0))
+        if step.reinforce:  # each critic's gates are weighted by its own per-sample losses
+            for q_net, losses in zip(self.critic.q_networks, per_sample, strict=True):
+                critic_loss = critic_loss + score_function_loss(q_net.latent.log_prob(), losses)
         self._set_grads(critic_loss, step.critic)
         for loss in step.critic_losses:
             self.regularizer.add_gradients(cost_grads, loss)
