@@ -33,6 +33,7 @@ import json
 import multiprocessing
 import os
 import shutil
+import subprocess
 import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -70,6 +71,7 @@ RUN_FIELDS = [
     "wall_s",
     "machine",
     "ofenet_layers",
+    "commit",
 ]
 CURVE_FIELDS = ["env", "algo", "seed", "step", "return_mean", "return_std", "params", "steps_per_s", "units"]
 
@@ -92,6 +94,16 @@ def append_row(path: Path, fields: list[str], row: dict[str, Any]) -> None:
 def finished_runs(out: Path) -> set[tuple[str, str, str]]:
     """(env, algo, seed) of every run with a row in ``<out>/runs.csv``."""
     return {(row["env"], row["algo"], row["seed"]) for row in read_runs(out)}
+
+
+def code_version() -> str:
+    """The commit the run's code is at (with ``+changes`` when the working tree differs from it)."""
+    root = Path(__file__).resolve().parents[1]
+    commit = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=root, capture_output=True, text=True).stdout
+    changed = subprocess.run(
+        ["git", "status", "--porcelain", "--untracked-files=no"], cwd=root, capture_output=True, text=True
+    )
+    return commit.strip() + ("+changes" if changed.stdout.strip() else "")
 
 
 def run_id(env: str, algo: str, seed: int) -> str:
@@ -205,6 +217,7 @@ def train_one(env_id: str, algo: str, seed: int, args: argparse.Namespace) -> st
             wall_s=round(callback.wall, 1),
             machine=f"{machine(args.threads)} per run",
             ofenet_layers=ofenet_layers(model),
+            commit=code_version(),
         ),
     )
     return f"{name}: return {final['return_mean']:.1f}, {params:,} parameters"

@@ -189,8 +189,9 @@ class OFENet(nn.Module):
         return [param for param in self.parameters() if id(param) not in thetas]
 
     def log_prob(self) -> th.Tensor:
-        """Per-sample log-probability of the last aux pass' gate samples (REINFORCE estimator)."""
-        return self.state.log_prob() + self.state_action.log_prob()
+        """Per-sample log-probability of the last aux pass' gate samples (REINFORCE estimator), over the branches
+        that still have gates (pruning can empty a branch)."""
+        return sum(block.log_prob() for block in self.blocks().values() if block.gates())
 
     def project_(self) -> None:
         """Project every theta onto [0, 1]; call after each optimizer step."""

@@ -6,18 +6,24 @@ Every theta pays, on top of its task loss's gradient, the gradient of the penalt
 
 with ``C(theta)`` the expected cost of the gated networks (their parameter count ``P``, :mod:`sb3_xinet.cost`, or
 the time of a training step ``T``, :mod:`sb3_xinet.time_cost`), ``C0`` its value for the unpruned networks and
-``L_ref`` the typical magnitude of the loss that the theta's block serves (OFENet's aux loss, the actor's, or its
-own critic's: :attr:`~sb3_xinet.blocks.BlockEntry.loss`). ``dC/dtheta_j`` is what unit j costs given the others,
-so the many per-layer regularization weights ``mu_j = c * dC/dtheta_j`` are all set by ``c``, and they follow the
+``L_ref`` the loss that the units paying with the theta's loss hold (OFENet's aux loss, the actor's, or its own
+critic's: :attr:`~sb3_xinet.blocks.BlockEntry.loss`). ``dC/dtheta_j`` is what unit j costs given the others, so
+the many per-layer regularization weights ``mu_j = c * dC/dtheta_j`` are all set by ``c``, and they follow the
 networks as they shrink. A unit is worth keeping when removing it would raise its loss by more than ``c`` times
-its share of the cost, in relative terms: ``dL / L_ref > c * dC / C0``. Rescaling a loss (the observation units
-of another environment) or the networks leaves the decisions unchanged.
+its share of the cost, relative to what its network's units hold: ``dL / L_ref > c * dC / C0``.
 
-``L_ref`` is not the current batch's loss: that loss includes what the sampled gates themselves cause, so a
-penalty proportional to it grows as units are dropped, a positive feedback that collapsed even useful units in
-our toy problem (tests/test_gates.py). :class:`~sb3_xinet.cost.LossScale` measures it with every unit on before pruning starts,
-then follows it as a slow moving average (time constant ``loss_scale_window`` gradient steps, far slower than
-that feedback): SAC's losses grow with the returns over a run.
+The loss the units hold is the rise of the loss when each of them is dropped with a small probability (mean gates
+otherwise), divided by that probability (the training step measures it, ``held_loss`` in
+:mod:`sb3_xinet.common.training`): for few drops, the sum over the units of the loss each one holds alone. It
+leaves out the part of a loss that no unit can lower (the spread of a target no network predicts, the spread of a
+quantile critic's return distribution), which a scale at the loss's level would make every unit pay for; and it is
+in the currency of the task gradient (a theta's expected gradient under sampled gates is the loss its unit holds),
+so one ``c`` means the same for SAC's squared error, TQC's quantile loss, the actor's value and OFENet's aux loss,
+and rescaling a loss (another environment's units) leaves the decisions unchanged (docs/design.md).
+
+``L_ref`` is not taken from the current batch alone: :class:`~sb3_xinet.cost.LossScale` averages it over
+``loss_scale_window`` gradient steps, measured with every unit on before pruning starts, then followed slowly:
+SAC's losses grow with the returns over a run.
 """
 
 from collections.abc import Callable

@@ -146,15 +146,26 @@ def test_bad_cost_weight_is_rejected(bad):
         check_cost_weight(bad)
 
 
-def test_loss_scale_is_a_mean_then_a_moving_average():
-    scale = LossScale(window=2)
-    for loss in (1.0, 3.0):
+def test_loss_scale_weighs_later_updates_more_then_is_a_moving_average():
+    scale = LossScale(window=1000)
+    for loss in (1.0, 2.0, 3.0):
         scale.update(loss)
-    assert scale.value == pytest.approx(2.0)
-    scale.update(4.0)
-    assert scale.value == pytest.approx(3.0)
+    assert scale.value == pytest.approx((1 * 1.0 + 4 * 2.0 + 9 * 3.0) / 14)  # weights n**2
+    fast = LossScale(window=2)
+    for loss in (0.0,) * 10 + (4.0,):
+        fast.update(loss)
+    assert fast.value == pytest.approx(2.0)  # past the start: rate 1 / window
     with pytest.raises(ValueError, match="window"):
         LossScale(window=0)
+
+
+def test_the_first_large_losses_do_not_inflate_the_scale():
+    """Losses 23 times their later level in the first tenth of the updates move the scale by 2.5%, not 2.2 times
+    (which a plain mean of the window would give)."""
+    scale = LossScale(window=10_000)
+    for step in range(1000):
+        scale.update(23.0 if step < 100 else 1.0)
+    assert scale.value < 1.03
 
 
 @settings(max_examples=200, deadline=None)

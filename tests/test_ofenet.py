@@ -134,6 +134,19 @@ def test_reinforce_log_prob_covers_both_branches():
     assert all(theta.grad is not None for theta in net.gate_parameters())
 
 
+def test_reinforce_log_prob_of_an_ofenet_whose_state_branch_is_gone():
+    """Pruning can remove every layer of a branch; the other branch's gates still give the log-probability."""
+    net = OFENet(5, 2, [3], [3], estimator="reinforce")
+    net.remove_units("state", 0, [0, 1, 2])
+    assert not net.state.gates()
+    obs, actions, next_obs = batch(net)
+    with th.no_grad():
+        for theta in net.gate_parameters():
+            theta.fill_(0.5)
+    net.aux_loss(obs, actions, next_obs)
+    assert net.log_prob().shape == (32,)
+
+
 @pytest.mark.parametrize(
     "observation_space, action_space, match",
     [

@@ -168,6 +168,8 @@ class XiNetAlgorithm(XiNetTraining):
             self.regularizer.setup(self.policy, lambda: calibrate(self))
         self.regularizer.track([entry.loss for entry in self.policy.registry()])
         self._pending_logs = PendingLogs()
+        self._scale_generator = th.Generator(device=self.device)
+        self._scale_generator.manual_seed(self.seed or 0)
 
     def _upgrade_save(self) -> None:
         """Move the flat attributes of a save made before the schedule and the regularizer were objects (or
@@ -201,7 +203,8 @@ class XiNetAlgorithm(XiNetTraining):
         super().save(*args, **kwargs)
 
     def _excluded_save_params(self) -> list[str]:
-        return [*super()._excluded_save_params(), "_pending_logs"]  # tensors of this run's losses
+        # tensors of this run's losses, and the loss scales' random generator
+        return [*super()._excluded_save_params(), "_pending_logs", "_scale_generator"]
 
     def _get_torch_save_params(self) -> tuple[list[str], list[str]]:
         state_dicts, variables = super()._get_torch_save_params()

@@ -14,6 +14,7 @@ OFENet features are computed once per batch in inference mode, and each loss's g
 network only, while ``phi_sa(s, pi(s))`` stays differentiable w.r.t. the action.
 """
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -27,11 +28,13 @@ from stable_baselines3.common.vec_env import VecNormalize
 from sb3_xinet.blocks import ACTOR, AUX_LOSS, CRITIC
 from sb3_xinet.common.train_logs import PendingLogs
 from sb3_xinet.gates import score_function_loss
+from sb3_xinet.nets import dropping_units
 from sb3_xinet.policies import XiNetActor, XiNetCritic, XiNetPolicy, copy_thetas_
 from sb3_xinet.regularizer import CostGrads, Regularizer
 
 Values = tuple[th.Tensor, ...]  # the outputs of every critic, in order
-GAP_ROWS = 32  # batch rows on which the actor's loss scale (the action gap) is measured at every step
+SCALE_ROWS = 64  # batch rows on which the loss the units hold is measured at every step (see Regularizer)
+DROP_RATE = 0.1  # the share of the units dropped in that measurement
 FLUSH_STEPS = 100  # on a GPU, gradient steps between two reads of the logged losses (see PendingLogs)
 
 
@@ -75,6 +78,7 @@ class XiNetTraining(OffPolicyAlgorithm):
     ofenet_pretrained: bool
     pruning_ended: bool
     _pending_logs: PendingLogs
+    _scale_generator: th.Generator  # the loss scales' drops: measuring leaves the training's random numbers alone
 
     def _next_value(self, next_values: Values) -> th.Tensor:
         """The next state-action's value from the target critics' outputs (mean gates): (batch, 1), or (batch, k)
@@ -100,12 +104,14 @@ class XiNetTraining(OffPolicyAlgorithm):
                 if not group.get("theta", False):
                     group["lr"] = lr
 
-    def _aux_step(self, batch_size: int, cost_grads: CostGrads | None) -> th.Tensor:
-        """One OFENet update on its own sample: aux loss, cost gradient, projection. Returns the loss (a tensor,
-        read by the caller once per ``train()`` call)."""
+    def _aux_step(self, batch_size: int, cost_grads: CostGrads | None, measure: bool = False) -> tuple[th.Tensor, th.Tensor]:
+        """One OFENet update on its own sample: aux loss, cost gradient, projection. Returns the loss and (when
+        ``measure``, else 0) the aux loss OFENet's units hold, before the update (tensors, read by the caller once
+        per ``train()`` call)."""
         ofenet = self.policy.ofenet
         data = sample_one_step(self.replay_buffer, batch_size, self._vec_normalize_env)
         obs, next_obs = self.policy.obs_to_float(data.observations), self.policy.obs_to_float(data.next_observations)
+        held = self._held_aux_loss(obs, data.actions, next_obs) if measure else th.zeros(())
         per_sample = ofenet.aux_loss(obs, data.actions, next_obs, reduction="none")
         loss = per_sample.mean()
         surrogate = loss
@@ -117,12 +123,12 @@ class XiNetTraining(OffPolicyAlgorithm):
         self.policy.ofenet_optimizer.step()
         if self.regularizer.active:
             ofenet.project_()
-        return loss.detach()
+        return loss.detach(), held
 
     def _pretrain_ofenet(self, batch_size: int) -> None:
         """Aux steps on the warm-up data. They do not enter the aux loss scale, which describes the pre-trained
         OFENet (whose loss the cost is weighed against), not the random one."""
-        losses = [self._aux_step(batch_size, None) for _ in range(self.ofenet_pretrain_steps)]
+        losses = [self._aux_step(batch_size, None)[0] for _ in range(self.ofenet_pretrain_steps)]
         self.ofenet_pretrained = True
         if losses:
             self.logger.record("train/ofenet_pretrain_loss", th.stack(losses[-100:]).mean().item())
@@ -208,11 +214,12 @@ class XiNetTraining(OffPolicyAlgorithm):
         log_prob = log_prob.reshape(-1, 1)
         ent_coef = self._ent_coef_step(log_prob)
         z_sa, target = self._critic_target(replay_data, z_s, z_s_next, ent_coef)
-        per_critic_losses = self._critic_step(z_sa, target, step, cost_grads)
-        value_pi = self._actor_step(z_s, actions_pi, ent_coef * log_prob, step, cost_grads)
-        self._pending_logs.append("aux", self._aux_step(batch_size, cost_grads))
+        self._critic_step(z_sa, target, step, cost_grads)
+        self._actor_step(z_s, actions_pi, ent_coef * log_prob, step, cost_grads)
+        aux_loss, aux_held = self._aux_step(batch_size, cost_grads, step.measure)
+        self._pending_logs.append("aux", aux_loss)
         if step.measure:
-            self._record_loss_scales(z_sa, value_pi, per_critic_losses)
+            self._record_loss_scales(z_s, z_sa, target, aux_held)
         if self.regularizer.active:
             self.policy.project_heads_()
             # the targets' thetas are their critics' (XiNetPolicy.critic_parameters)
@@ -237,14 +244,10 @@ class XiNetTraining(OffPolicyAlgorithm):
             target = replay_data.rewards + (1 - replay_data.dones) * discounts * next_value
         return z_sa, target
 
-    def _critic_step(
-        self, z_sa: th.Tensor, target: th.Tensor, step: StepParameters, cost_grads: CostGrads | None
-    ) -> th.Tensor:
-        """The critics' update, sampled gates; each critic's thetas pay with their own critic's loss. Returns the
-        loss of each critic."""
+    def _critic_step(self, z_sa: th.Tensor, target: th.Tensor, step: StepParameters, cost_grads: CostGrads | None) -> None:
+        """The critics' update, sampled gates; each critic's thetas pay with their own critic's loss."""
         per_sample = self._critic_losses(self.critic.q_values(z_sa, stochastic=True), target)
-        per_critic_losses = per_sample.mean(dim=1)
-        critic_loss = per_critic_losses.sum()
+        critic_loss = per_sample.mean(dim=1).sum()
         self._pending_logs.append("critic", critic_loss.detach())
         if step.reinforce:  # each critic's gates are weighted by its own per-sample losses
             for q_net, losses in zip(self.critic.q_networks, per_sample, strict=True):
@@ -253,7 +256,6 @@ class XiNetTraining(OffPolicyAlgorithm):
         for loss in step.critic_losses:
             self.regularizer.add_gradients(cost_grads, loss)
         self.critic.optimizer.step()
-        return per_critic_losses
 
     def _actor_step(
         self,
@@ -262,9 +264,9 @@ class XiNetTraining(OffPolicyAlgorithm):
         entropy_term: th.Tensor,
         step: StepParameters,
         cost_grads: CostGrads | None,
-    ) -> th.Tensor:
+    ) -> None:
         """The actor's update, through the just-updated critics with mean gates (the gradient reaches the actor
-        through phi_sa's action input); ``entropy_term`` is ``ent_coef * log_prob``. Returns ``Q(s, pi(s))``."""
+        through phi_sa's action input); ``entropy_term`` is ``ent_coef * log_prob``."""
         z_sa_pi = self.policy.ofenet.phi_sa_from_state(z_s, actions_pi)
         value_pi = self._actor_value(self.critic.q_values(z_sa_pi, stochastic=False))
         per_sample = (entropy_term - value_pi).squeeze(1)
@@ -275,20 +277,37 @@ class XiNetTraining(OffPolicyAlgorithm):
         self._set_grads(actor_loss, step.actor)
         self.regularizer.add_gradients(cost_grads, ACTOR)
         self.actor.optimizer.step()
-        return value_pi
 
-    def _record_loss_scales(self, z_sa: th.Tensor, value_pi: th.Tensor, per_critic_losses: th.Tensor) -> None:
-        """This step's values of the loss scales: each critic's loss, the actor's action gap and the aux loss.
+    @th.no_grad()
+    def _record_loss_scales(self, z_s: th.Tensor, z_sa: th.Tensor, target: th.Tensor, aux_held: th.Tensor) -> None:
+        """This step's values of the loss scales, in the order of :meth:`_loss_scale_names`: the loss each critic's
+        units hold, the actor's, OFENet's (measured in the aux step). See :mod:`sb3_xinet.regularizer`."""
+        z_s, z_sa, target = z_s[:SCALE_ROWS], z_sa[:SCALE_ROWS], target[:SCALE_ROWS]
+        critics = [self.critic]
 
-        The actor's scale, the action gap, is how much the choice of action moves Q (docs/design.md): from the same
-        critics after their update, with mean gates, like ``Q(s, pi(s))``. On the first ``GAP_ROWS`` of the batch
-        only: the scale averages it over thousands of steps anyway.
-        """
-        with th.no_grad():
-            value_replay = self._actor_value(self.critic.q_values(z_sa[:GAP_ROWS], stochastic=False))
-            action_gap = (value_pi[:GAP_ROWS].detach() - value_replay).abs().mean()
-        aux = self._pending_logs.last("aux")
-        self.regularizer.record_scales(th.cat([per_critic_losses.detach(), action_gap.reshape(1), aux.reshape(1)]))
+        def critic_losses() -> th.Tensor:
+            return self._critic_losses(self.critic.q_values(z_sa, stochastic=False), target).mean(dim=1)
+
+        def actor_value() -> th.Tensor:
+            mean_actions, log_std, kwargs = self.actor.dist_params(z_s, stochastic_gates=False)
+            actions = self.actor.action_dist.actions_from_params(mean_actions, log_std, deterministic=True, **kwargs)
+            z_sa_pi = self.policy.ofenet.phi_sa_from_state(z_s, actions)
+            return self._actor_value(self.critic.q_values(z_sa_pi, stochastic=False)).mean()
+
+        held_critics = held_loss(critic_losses, critics, self._scale_generator)
+        held_actor = held_loss(lambda: -actor_value(), [self.actor], self._scale_generator)
+        self.regularizer.record_scales(th.cat([held_critics, held_actor.reshape(1), aux_held.reshape(1)]))
+
+    @th.no_grad()
+    def _held_aux_loss(self, obs: th.Tensor, actions: th.Tensor, next_obs: th.Tensor) -> th.Tensor:
+        """The aux loss OFENet's units hold, in inference mode (running BatchNorm statistics, mean gates)."""
+        ofenet = self.policy.ofenet
+        obs, actions, next_obs = obs[:SCALE_ROWS], actions[:SCALE_ROWS], next_obs[:SCALE_ROWS, : ofenet.target_dim]
+
+        def aux_loss() -> th.Tensor:
+            return (ofenet.head(ofenet.phi_sa(obs, actions)) - next_obs).pow(2).mean()
+
+        return held_loss(aux_loss, [ofenet], self._scale_generator)
 
     def _loss_scale_names(self) -> list[str]:
         """The loss-scale keys in the order :meth:`_record_loss_scales` records them."""
@@ -305,6 +324,16 @@ class XiNetTraining(OffPolicyAlgorithm):
         self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
         if self.regularizer.cost_term is not None:
             self.logger.record("xinet/cost_term", float(self.regularizer.cost_term))
+
+
+def held_loss(loss: Callable[[], th.Tensor], modules: list[th.nn.Module], generator: th.Generator | None = None) -> th.Tensor:
+    """The loss the gated units of ``modules`` hold: the rise of ``loss`` (a deterministic pass, mean gates) when
+    each unit is dropped with probability ``DROP_RATE``, per row, divided by ``DROP_RATE``: for few drops, the sum
+    over the units of the loss each one holds alone (see :mod:`sb3_xinet.regularizer`)."""
+    full = loss()
+    with dropping_units(modules, DROP_RATE, generator):
+        dropped = loss()
+    return (dropped - full) / DROP_RATE
 
 
 def sample_one_step(buffer: ReplayBuffer, batch_size: int, env: VecNormalize | None) -> ReplayBufferSamples:
