@@ -10,7 +10,7 @@ Each algorithm trains a short run into its pruning phase (``--steps``), then, on
 batches), and over that of the expected task gradient (averaged over the batches first: what decides where a
 theta drifts, without the batches' noise). ``L_ref`` is measured on the same batches: the loss level is the
 critic's mean loss with mean gates, the held loss the rise of that loss when each unit is dropped with
-probability 0.1, over 0.1.
+probability 0.1 (the loss a tenth of the units hold).
 
     python -m benchmarks.pressure --env Hopper-v5 --out benchmarks/results/pressure
     python -m benchmarks.pressure --env Hopper-v5 --reward-noise 1.0 --out benchmarks/results/pressure_noise

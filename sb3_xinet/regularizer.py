@@ -12,9 +12,9 @@ the many per-layer regularization weights ``mu_j = c * dC/dtheta_j`` are all set
 networks as they shrink. A unit is worth keeping when removing it would raise its loss by more than ``c`` times
 its share of the cost, relative to what its network's units hold: ``dL / L_ref > c * dC / C0``.
 
-The loss the units hold is the rise of the loss when each of them is dropped with a small probability (mean gates
-otherwise), divided by that probability (the training step measures it, ``held_loss`` in
-:mod:`sb3_xinet.common.training`): for few drops, the sum over the units of the loss each one holds alone. It
+The loss the units hold is measured as the rise of the loss when each of them is dropped with probability 0.1
+(mean gates otherwise): the loss a tenth of them hold (``held_loss`` in :mod:`sb3_xinet.common.training`). The
+tenth is the unit of ``c``: with it ``c = 1`` prunes SAC's networks about as the loss level did (docs/design.md). It
 leaves out the part of a loss that no unit can lower (the spread of a target no network predicts, the spread of a
 quantile critic's return distribution), which a scale at the loss's level would make every unit pay for; and it is
 in the currency of the task gradient (a theta's expected gradient under sampled gates is the loss its unit holds),

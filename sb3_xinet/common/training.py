@@ -34,7 +34,7 @@ from sb3_xinet.regularizer import CostGrads, Regularizer
 
 Values = tuple[th.Tensor, ...]  # the outputs of every critic, in order
 SCALE_ROWS = 64  # batch rows on which the loss the units hold is measured at every step (see Regularizer)
-DROP_RATE = 0.1  # the share of the units dropped in that measurement
+DROP_RATE = 0.1  # the measured loss is the one a tenth of the units hold (the unit of c, see Regularizer)
 FLUSH_STEPS = 100  # on a GPU, gradient steps between two reads of the logged losses (see PendingLogs)
 
 
@@ -327,13 +327,12 @@ class XiNetTraining(OffPolicyAlgorithm):
 
 
 def held_loss(loss: Callable[[], th.Tensor], modules: list[th.nn.Module], generator: th.Generator | None = None) -> th.Tensor:
-    """The loss the gated units of ``modules`` hold: the rise of ``loss`` (a deterministic pass, mean gates) when
-    each unit is dropped with probability ``DROP_RATE``, per row, divided by ``DROP_RATE``: for few drops, the sum
-    over the units of the loss each one holds alone (see :mod:`sb3_xinet.regularizer`)."""
+    """The loss a tenth of the gated units of ``modules`` hold: the rise of ``loss`` (a deterministic pass, mean
+    gates) when each unit is dropped with probability ``DROP_RATE``, per row (see :mod:`sb3_xinet.regularizer`)."""
     full = loss()
     with dropping_units(modules, DROP_RATE, generator):
         dropped = loss()
-    return (dropped - full) / DROP_RATE
+    return dropped - full
 
 
 def sample_one_step(buffer: ReplayBuffer, batch_size: int, env: VecNormalize | None) -> ReplayBufferSamples:
