@@ -203,10 +203,10 @@ def heads_vary(model: XiNetAlgorithm) -> None:
 
 
 def test_a_cost_weight_that_would_empty_a_head_warns_and_leaves_it_working():
-    """At c = 20 the critics' layers would lose every unit (their Q-values a constant): each layer keeps one,
+    """At c = 400 the critics' layers would lose every unit (their Q-values a constant): each layer keeps one,
     the user is told which, and the summary reports exactly the networks that are there."""
     with pytest.warns(UserWarning, match="every unit of critic0 layer") as caught:
-        model = make_model(cost_weight=20.0).learn(STEPS)
+        model = make_model(cost_weight=400.0).learn(STEPS)
     assert all("smaller cost_weight" in str(warning.message) for warning in caught if "every unit" in str(warning.message))
     heads_vary(model)
     for entry in model.policy.heads():
@@ -247,7 +247,7 @@ def test_removals_leave_the_target_critics_unchanged(model_class):
     counting there too: the target Q-values (quantiles) do not move (they moved by up to 1.6 when the targets'
     thetas were Polyak-averaged)."""
     recorder = RecordTargetQ()
-    make_model(model_class=model_class).learn(STEPS, callback=recorder)
+    make_model(model_class=model_class, cost_weight=200.0).learn(STEPS, callback=recorder)  # critics lose units often
     assert len(recorder.changes) >= 3
     # a removed unit's theta is at most the threshold (1e-3), so it moved the targets by that share of its value
     assert max(recorder.changes) <= 1e-3
