@@ -38,6 +38,9 @@ from sb3_xinet.time_cost import TimeCalibration
 
 COST_MODELS = ("params", "time")
 COST_REFRESH = 10  # gradient steps between two computations of dC/dtheta
+# gradient steps between two measurements of the loss scales: their averages span thousands of steps, and a
+# measurement costs two deterministic passes of every network on a slice of the batch
+SCALE_EVERY = 4
 CostGrads = dict[str, list[tuple[th.Tensor, th.Tensor]]]
 
 
@@ -122,7 +125,8 @@ class Regularizer:
     def track(self, losses: list[str]) -> None:
         """Keep one loss scale per loss that thetas pay with (a save from an older version measures its missing
         ones afresh)."""
-        self.loss_scales = {name: self.loss_scales.get(name, LossScale(self.loss_scale_window)) for name in losses}
+        window = max(1, self.loss_scale_window // SCALE_EVERY)  # in measurements
+        self.loss_scales = {name: self.loss_scales.get(name, LossScale(window)) for name in losses}
 
     def expected_cost(self, policy: GatedPolicy) -> th.Tensor:
         """``C(theta)`` of ``policy``, as a polynomial in the thetas: ``P(theta)``, or ``T(theta)`` in seconds."""

@@ -19,6 +19,7 @@ from sb3_xinet import XiNetPruningCallback, XiNetSAC, XiNetTQC
 from sb3_xinet.blocks import BlockEntry
 from sb3_xinet.common.algorithm import XiNetAlgorithm
 from sb3_xinet.cost import count_parameters
+from sb3_xinet.regularizer import SCALE_EVERY
 from tests.helpers import MODEL_LIST, PRUNING, STEPS, assert_targets_match, make_model, observations, units
 
 
@@ -258,7 +259,7 @@ def test_the_aux_loss_scale_describes_the_pretrained_ofenet(model_class):
     model = make_model(model_class=model_class, pruning_start=None)
     model.learn(PRUNING["learning_starts"] + 20)
     assert model._n_updates > 0
-    assert model.regularizer.loss_scales["aux"].count == model._n_updates
+    assert model.regularizer.loss_scales["aux"].count == -(-model._n_updates // SCALE_EVERY)  # every SCALE_EVERY-th
 
 
 def test_with_n_step_returns_ofenet_predicts_the_next_observation(model_class):
@@ -298,7 +299,7 @@ def test_each_loss_scale_is_the_loss_its_own_units_hold(model_class):
     assert set(scales) == {"aux", "actor", "critic0", "critic1"}
     for scale in scales.values():
         scale.count, scale.value = 0, 0.0
-    model.train(gradient_steps=3, batch_size=32)
+    model.train(gradient_steps=2 * SCALE_EVERY, batch_size=32)
     assert scales["critic0"].value != 0.0 and scales["aux"].value != 0.0
     assert scales["critic1"].value == 0.0 and scales["actor"].value == 0.0
 

@@ -30,7 +30,7 @@ from sb3_xinet.common.train_logs import PendingLogs
 from sb3_xinet.gates import score_function_loss
 from sb3_xinet.nets import dropping_units
 from sb3_xinet.policies import XiNetActor, XiNetCritic, XiNetPolicy, copy_thetas_
-from sb3_xinet.regularizer import CostGrads, Regularizer
+from sb3_xinet.regularizer import SCALE_EVERY, CostGrads, Regularizer
 
 Values = tuple[th.Tensor, ...]  # the outputs of every critic, in order
 SCALE_ROWS = 64  # batch rows on which the loss the units hold is measured at every step (see Regularizer)
@@ -50,7 +50,7 @@ class StepParameters:
     target_thetas: list[th.nn.Parameter]
     critic_losses: list[str]  # the loss-scale keys of the critics, in the order of their outputs
     reinforce: bool  # the gates of the actor and the critics learn by REINFORCE
-    measure: bool  # the loss scales are measured
+    measure: bool  # the loss scales are measured (every SCALE_EVERY gradient steps)
 
 
 class XiNetTraining(OffPolicyAlgorithm):
@@ -164,7 +164,8 @@ class XiNetTraining(OffPolicyAlgorithm):
         OFENet's pre-training on the warm-up data."""
         step = self._start_training(batch_size)
         for gradient_step in range(gradient_steps):
-            self._gradient_step(batch_size, step, update_targets=gradient_step % self.target_update_interval == 0)
+            measure = step.measure and (self._n_updates + gradient_step) % SCALE_EVERY == 0
+            self._gradient_step(batch_size, step, gradient_step % self.target_update_interval == 0, measure)
         self._n_updates += gradient_steps
         if self.device.type == "cpu" or len(self._pending_logs) >= FLUSH_STEPS:
             self._flush_train_logs()
@@ -199,7 +200,7 @@ class XiNetTraining(OffPolicyAlgorithm):
             measure=self.regularizer.enabled and not self.pruning_ended,
         )
 
-    def _gradient_step(self, batch_size: int, step: StepParameters, update_targets: bool) -> None:
+    def _gradient_step(self, batch_size: int, step: StepParameters, update_targets: bool, measure: bool) -> None:
         """One update of the entropy coefficient, the critics, the actor and OFENet, then the loss scales, the
         thetas' projection and the target critics."""
         if self.use_sde:
@@ -216,9 +217,9 @@ class XiNetTraining(OffPolicyAlgorithm):
         z_sa, target = self._critic_target(replay_data, z_s, z_s_next, ent_coef)
         self._critic_step(z_sa, target, step, cost_grads)
         self._actor_step(z_s, actions_pi, ent_coef * log_prob, step, cost_grads)
-        aux_loss, aux_held = self._aux_step(batch_size, cost_grads, step.measure)
+        aux_loss, aux_held = self._aux_step(batch_size, cost_grads, measure)
         self._pending_logs.append("aux", aux_loss)
-        if step.measure:
+        if measure:
             self._record_loss_scales(z_s, z_sa, target, aux_held)
         if self.regularizer.active:
             self.policy.project_heads_()
