@@ -16,11 +16,9 @@ import numpy as np
 import torch as th
 from sb3_contrib import TQC
 from stable_baselines3 import SAC
-from torch import nn
 
 from sb3_xinet import XiNetSAC, XiNetTQC
 from sb3_xinet.blocks import ACTOR, CRITIC, OFENET, BlockEntry, branch_role
-from sb3_xinet.export import DeterministicActor, ExportedLayer
 
 
 @dataclass(frozen=True)
@@ -185,16 +183,6 @@ def match_xinet(sweep: Path, env: str, name: str = "xinet_sac") -> tuple[Widths,
     actor = closest_width(lambda w: count(ofenet, w, 1)[ACTOR], target[ACTOR], 256)
     critic = closest_width(lambda w: count(ofenet, 1, w)[critics[0]], critic_target, 256)
     return (ofenet, actor, critic), target, count(ofenet, actor, critic)
-
-
-def plain_actor(model: SAC | TQC) -> DeterministicActor:
-    """SB3 SAC's (or sb3-contrib TQC's, the same) deterministic actor as the plain-torch module our export writes,
-    without OFENet layers: its hidden layers, the mean head, tanh and the rescaling to the action bounds."""
-    hidden = [module for module in model.actor.latent_pi if isinstance(module, nn.Linear)]
-    layers = [ExportedLayer(linear, nn.ReLU(), th.ones(linear.out_features)) for linear in hidden]
-    space = model.action_space
-    low, high = th.as_tensor(space.low, dtype=th.float32), th.as_tensor(space.high, dtype=th.float32)
-    return DeterministicActor([], layers, model.actor.mu, low, high).cpu().eval()
 
 
 def remove_by_hand(model: XiNetSAC | XiNetTQC, keep: float) -> None:

@@ -126,6 +126,8 @@ def train_one(env_id: str, algo: str, seed: int, args: argparse.Namespace) -> st
         return f"{name}: running in another process, skipped"
     if (env_id, algo, str(seed)) in finished_runs(out):
         return f"{name}: finished by another process"
+    # the commit of the code the run trains with, read when it starts (edits made while it trains do not count)
+    version = code_version()
     curve = out / "curves" / f"{name}.csv"
     curve.parent.mkdir(parents=True, exist_ok=True)
     algo_class = CONFIGS[algo].algo_class
@@ -136,6 +138,9 @@ def train_one(env_id: str, algo: str, seed: int, args: argparse.Namespace) -> st
     eval_env.reset(seed=10_000 + seed)
 
     if (checkpoint / "model.zip").exists():
+        started = json.loads((checkpoint / "state.json").read_text()).get("commit", version)
+        if started != version:
+            return f"{name}: started at {started}, the code is at {version}: resume it there, or delete {checkpoint}"
         model = algo_class.load(checkpoint / "model.zip", env=gym.make(env_id), device="cpu")
         model.load_replay_buffer(checkpoint / "replay_buffer.pkl")
         done = model.num_timesteps
@@ -185,7 +190,7 @@ def train_one(env_id: str, algo: str, seed: int, args: argparse.Namespace) -> st
             checkpoint.mkdir(parents=True, exist_ok=True)
             self.model.save(checkpoint / "model.zip")
             self.model.save_replay_buffer(checkpoint / "replay_buffer.pkl")
-            (checkpoint / "state.json").write_text(json.dumps({"wall_s": self.wall}))
+            (checkpoint / "state.json").write_text(json.dumps({"wall_s": self.wall, "commit": version}))
             self.last_step, self.last_time = self.num_timesteps, time.perf_counter()
             return row
 
@@ -217,7 +222,7 @@ def train_one(env_id: str, algo: str, seed: int, args: argparse.Namespace) -> st
             wall_s=round(callback.wall, 1),
             machine=f"{machine(args.threads)} per run",
             ofenet_layers=ofenet_layers(model),
-            commit=code_version(),
+            commit=version,
         ),
     )
     return f"{name}: return {final['return_mean']:.1f}, {params:,} parameters"

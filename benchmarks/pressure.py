@@ -12,12 +12,11 @@ theta drifts, without the batches' noise). ``L_ref`` is measured on the same bat
 critic's mean loss with mean gates, the held loss the rise of that loss when each unit is dropped with
 probability 0.1 (the loss a tenth of the units hold).
 
-    python -m benchmarks.pressure --env Hopper-v5 --out benchmarks/results/pressure
+    python -m benchmarks.pressure --env Hopper-v5 --seeds 0 1 2 --out benchmarks/results/pressure
     python -m benchmarks.pressure --env Hopper-v5 --reward-noise 1.0 --out benchmarks/results/pressure_noise
 """
 
 import argparse
-import statistics
 from typing import Any
 
 import numpy as np
@@ -31,7 +30,7 @@ from sb3_xinet.regularizer import penalty_weight
 SCALES = ("loss level", "held loss")
 
 
-def settings(args: argparse.Namespace) -> dict[str, Any]:
+def settings(args: argparse.Namespace, seed: int) -> dict[str, Any]:
     """The probe's settings: small equal widths for both algorithms, a short warm-up, pruning from ``--start``."""
     return dict(
         learning_starts=args.start // 2,
@@ -42,7 +41,7 @@ def settings(args: argparse.Namespace) -> dict[str, Any]:
         loss_scale_window=args.start // 2,
         cost_weight=args.cost_weight,
         policy_kwargs=dict(net_arch=[64, 64], ofenet_kwargs=dict(state_units=[16] * 3, state_action_units=[16] * 3)),
-        seed=args.seed,
+        seed=seed,
         device="cpu",
     )
 
@@ -103,6 +102,22 @@ def measure(model: XiNetTraining, batches: int, noise: float, seed: int, rows: i
     return table
 
 
+def geometric_mean(values: list[float]) -> float:
+    return float(np.exp(np.mean(np.log(values))))
+
+
+def per_layer_ratios(table: list[dict[str, Any]], key: str, scale: str, noise: float) -> list[float]:
+    """Per critic layer, XiNetTQC's pressure over XiNetSAC's: the geometric means over seeds and critics (the
+    critics of one model are alike in law, so their spread is noise, not a difference between the algorithms)."""
+    layers = sorted({row["layer"] for row in table})
+    ratios = []
+    for layer in layers:
+        rows = [r for r in table if r["layer"] == layer and r["scale"] == scale and r["reward_noise"] == noise]
+        tqc = geometric_mean([r[key] for r in rows if r["algo"] == "XiNetTQC"])
+        ratios.append(tqc / geometric_mean([r[key] for r in rows if r["algo"] == "XiNetSAC"]))
+    return ratios
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--env", default="Hopper-v5")
@@ -111,36 +126,39 @@ def main() -> None:
     parser.add_argument("--batches", type=int, default=50)
     parser.add_argument("--cost-weight", type=float, default=1.0)
     parser.add_argument("--reward-noise", type=float, nargs="+", default=[0.0], help="standard deviations")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--out", default="benchmarks/results/pressure")
     args = parser.parse_args()
     th.set_num_threads(1)
     table = []
-    for algo_class in (XiNetSAC, XiNetTQC):
-        model = algo_class("MlpPolicy", args.env, **settings(args)).learn(args.steps)
-        for noise in args.reward_noise:
-            for row in measure(model, args.batches, noise, args.seed):
-                table.append(dict(algo=algo_class.__name__, reward_noise=noise, **row))
-    keys = ("reward_noise", "critic", "layer", "scale")
+    for seed in args.seeds:
+        for algo_class in (XiNetSAC, XiNetTQC):
+            model = algo_class("MlpPolicy", args.env, **settings(args, seed)).learn(args.steps)
+            for noise in args.reward_noise:
+                for row in measure(model, args.batches, noise, seed):
+                    table.append(dict(algo=algo_class.__name__, seed=seed, reward_noise=noise, **row))
+    keys = ("seed", "reward_noise", "critic", "layer", "scale")
     for row in table:
         sac = next(r for r in table if r["algo"] == "XiNetSAC" and all(r[key] == row[key] for key in keys))
         row["vs_sac"] = round(row["pressure"] / sac["pressure"], 2)
         row["expected_vs_sac"] = round(row["expected_pressure"] / sac["expected_pressure"], 2)
-    for row in table:
-        row.update({key: round(row[key], 5) for key in ("l_ref", "cost", "task_rms", "pressure", "expected_pressure")})
-    tqc = [row for row in table if row["algo"] == "XiNetTQC"]
-    summary = ", ".join(
-        f"{scale} {statistics.mean(r[key] for r in tqc if r['scale'] == scale):.2f}x"
-        for key in ("vs_sac", "expected_vs_sac")
+    summary = "; ".join(
+        f"{scale}, noise {noise}: "
+        + " / ".join(f"{ratio:.2f}" for ratio in per_layer_ratios(table, key, scale, noise))
+        + (" (expected gradient)" if key == "expected_pressure" else "")
+        for key in ("pressure", "expected_pressure")
+        for noise in args.reward_noise
         for scale in SCALES
     )
+    for row in table:
+        row.update({key: round(row[key], 5) for key in ("l_ref", "cost", "task_rms", "pressure", "expected_pressure")})
     title = (
         f"Pruning pressure per critic layer on {args.env} at step {args.steps} (pruning from {args.start}, c = "
-        f"{args.cost_weight}, {args.batches} batches; {machine(1)}); XiNetTQC over XiNetSAC, mean over layers "
-        f"(per-batch, then expected gradient): {summary}"
+        f"{args.cost_weight}, {args.batches} batches, seeds {args.seeds}; {machine(1)}); XiNetTQC over XiNetSAC per "
+        f"layer, geometric mean over seeds and critics: {summary}"
     )
-    columns = dict(algo="algorithm", reward_noise="reward noise", critic="critic", layer="layer", scale="scale")
-    columns.update(l_ref="L_ref", cost="cost gradient", task_rms="RMS task gradient", pressure="pressure")
+    columns = dict(algo="algorithm", seed="seed", reward_noise="reward noise", critic="critic", layer="layer")
+    columns.update(scale="scale", l_ref="L_ref", cost="cost gradient", task_rms="RMS task gradient", pressure="pressure")
     columns.update(vs_sac="vs XiNetSAC", expected_pressure="pressure (expected gradient)", expected_vs_sac="vs XiNetSAC")
     print(write_results(args.out, table, title, columns))
 

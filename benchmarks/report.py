@@ -7,7 +7,7 @@ max over seeds. Parameters: OFENet + actor + critics at the end (SAC, TQC: actor
 the dense OFENet model's of the same algorithm (OFENet-SAC, OFENet-TQC). Steps/s: env steps per second with
 training, as the sweep measured them (evaluations excluded; runs shared the machine with the other worker).
 Latency: each run's final actor, rebuilt at its final widths (read from its curve), timed at batch 1 on one
-thread as TorchScript and in ONNX Runtime, median of ``--rounds`` interleaved rounds of ``--number`` calls; it
+thread as a torch.export program and in ONNX Runtime, median of ``--rounds`` interleaved rounds of ``--number`` calls; it
 depends on the shapes only, so the weights are fresh ones. At the end, per env and algorithm, the targets: XiNet
 at <= 30% of the dense model's parameters, with >= 95% of its return, and above small-from-scratch.
 
@@ -38,13 +38,13 @@ from benchmarks.common import (
     curve_path,
     final_units,
     machine,
-    plain_actor,
     read_rows,
     read_runs,
     related,
     write_results,
 )
 from sb3_xinet.export import export, latency_us, save_actor
+from sb3_xinet.plain_actor import sb3_actor
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
@@ -52,12 +52,12 @@ import matplotlib.pyplot as plt
 
 def final_actor(env: str, algo: str, units: dict[str, list[int]], params: str, folder: Path) -> tuple[dict[str, Path], int]:
     """Build a run's deterministic actor at its final widths (checked against the run's final parameter count);
-    write it as TorchScript and ONNX; return the paths and the observation size."""
+    write it as a torch.export program and ONNX; return the paths and the observation size."""
     config = CONFIGS[config_name(algo)]
     if config.role == "plain":
         plain = config.algo_class("MlpPolicy", env, buffer_size=1, device="cpu")
         obs_dim = plain.observation_space.shape[0]
-        return save_actor(plain_actor(plain), obs_dim, folder / "actor"), obs_dim
+        return save_actor(sb3_actor(plain), obs_dim, folder / "actor"), obs_dim
     gates = "all" if config.role == "xinet" else "none"
     policy_kwargs = dict(gates=gates, architecture=architecture_from_units(units))
     model = config.algo_class("MlpPolicy", env, buffer_size=1, device="cpu", policy_kwargs=policy_kwargs)
@@ -75,18 +75,18 @@ def measure_latency(sweep: Path, runs: list[dict[str, str]], rounds: int, number
             folder = Path(tmp, "_".join(key))
             folder.mkdir()
             paths, obs_dim = final_actor(run["env"], run["algo"], final_units(sweep, run), run["params"], folder)
-            scripted = th.jit.load(str(paths["torchscript"]))
+            program = th.export.load(paths["exported_program"]).module()
             options = onnxruntime.SessionOptions()
             options.intra_op_num_threads = 1
             session = onnxruntime.InferenceSession(str(paths["onnx"]), options, providers=["CPUExecutionProvider"])
             obs_np = np.zeros((1, obs_dim), dtype=np.float32)
             obs = th.as_tensor(obs_np)
 
-            def run_scripted(module=scripted, x=obs) -> None:
+            def run_program(module=program, x=obs) -> None:
                 with th.no_grad():
                     module(x)
 
-            callables[(key, "torchscript")] = run_scripted
+            callables[(key, "exported_program")] = run_program
             callables[(key, "onnxruntime")] = lambda s=session, x=obs_np: s.run(None, {"observation": x})
         times: dict[tuple, list[float]] = {name: [] for name in callables}
         for _ in range(rounds):
@@ -130,7 +130,7 @@ def summarize(runs: list[dict[str, str]], latency: dict[tuple, dict[str, float]]
                     params=round(params),
                     params_vs_dense=round(params / dense_params, 3) if dense_params else "",
                     steps_per_s=round(statistics.mean(float(run["steps_per_s"]) for run in group), 1),
-                    torchscript_us=round(statistics.median(latency[k]["torchscript"] for k in keys), 1),
+                    exported_program_us=round(statistics.median(latency[k]["exported_program"] for k in keys), 1),
                     onnxruntime_us=round(statistics.median(latency[k]["onnxruntime"] for k in keys), 1),
                 )
             )
@@ -250,7 +250,7 @@ def write_table(sweep: Path, rounds: int, number: int) -> str:
     )
     columns = dict(env="env", label="configuration", seeds="seeds", steps="steps", return_mean="return mean")
     columns.update(return_std="return std", return_min="min", return_max="max", params="parameters")
-    columns.update(params_vs_dense="vs dense", steps_per_s="steps/s", torchscript_us="TorchScript us")
+    columns.update(params_vs_dense="vs dense", steps_per_s="steps/s", exported_program_us="torch.export us")
     columns.update(onnxruntime_us="ONNX Runtime us")
     text = write_results(sweep / "table", rows, title, columns)
     text += "\n" + "\n".join(targets(rows)) + "\n"

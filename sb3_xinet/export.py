@@ -1,165 +1,73 @@
-"""Export the deterministic actor of a saved XiNetSAC or XiNetTQC model (OFENet state branch + actor) as
-TorchScript and ONNX.
+"""Export the deterministic actor of a saved model (XiNetSAC, XiNetTQC, SB3 SAC or sb3-contrib TQC) for
+deployment without SB3 or sb3_xinet: as a ``torch.export`` program, as ONNX, and as dependency-free C99.
 
-The exported network maps a batch of float32 observations to the actions ``model.predict(obs,
-deterministic=True)`` returns (squashed by tanh and rescaled to the action space's bounds). Observations and
-actions are flat vectors: for spaces other than a 1-D Box, the observation as SB3 preprocesses it (flattened,
-one-hot for Discrete / MultiDiscrete) and the action before its reshape to the action space's shape. It is built from
-plain torch modules: each BatchNorm (running statistics) is folded into the linear layer before it, and a gate
-scales its unit by theta (the deterministic rule), a product left out where every theta is 1. The files run
-with torch alone (TorchScript) or with ONNX Runtime alone (ONNX); neither needs SB3 or sb3_xinet.
+Every format computes what ``model.predict(obs, deterministic=True)`` returns, from flat float32 observations
+(:mod:`sb3_xinet.plain_actor` says what is folded and how spaces are flattened):
 
-    python -m sb3_xinet.export logs/xinet_sac/Hopper-v5_1/Hopper-v5.zip --out exported/hopper
+- ``<out>.pt2``: a ``torch.export`` ``ExportedProgram`` (batch size dynamic); ``torch.export.load(path).module()``
+  runs it with torch alone;
+- ``<out>.onnx``: ONNX from torch's ``torch.export``-based exporter (``dynamo=True``), for ONNX Runtime;
+- with ``--c DIR``: ``DIR/<name>.h`` and ``DIR/<name>.c`` (:mod:`sb3_xinet.c_actor`), one function
+  ``<name>_act(const float *obs, float *action)`` and its weights, for any C99 compiler.
 
-writes ``exported/hopper.pt`` and ``exported/hopper.onnx`` and prints their parameter count and
-single-observation latency.
+    python -m sb3_xinet.export logs/xinet_sac/Hopper-v5_1/Hopper-v5.zip --out exported/hopper --c exported/c
+
+prints the actor's weight count, each file's single-observation latency (torch, ONNX Runtime) and the C actor's
+sizes.
 """
 
 import argparse
 import statistics
 import time
-import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import torch as th
-from stable_baselines3.common.save_util import load_from_zip_file
-from torch import nn
+from stable_baselines3.common.base_class import BaseAlgorithm
 
-from sb3_xinet.common.algorithm import XiNetAlgorithm
-from sb3_xinet.nets import GatedLayer
-from sb3_xinet.ofenet import observation_dim
-from sb3_xinet.xinet_sac import XiNetSAC
-from sb3_xinet.xinet_tqc import XiNetTQC
+from sb3_xinet.c_actor import work_floats, write_c
+from sb3_xinet.plain_actor import DeterministicActor, actor_of, input_dim, load_model
 
 
-class ExportedLayer(nn.Module):
-    """``act(linear(x))``, times a per-unit scale when the unit's theta is not 1."""
-
-    def __init__(self, linear: nn.Linear, activation: nn.Module, scale: th.Tensor) -> None:
-        super().__init__()
-        self.linear = linear
-        self.activation = activation
-        self.scaled = bool((scale != 1).any())
-        self.register_buffer("scale", scale.clone())
-
-    def forward(self, x: th.Tensor) -> th.Tensor:
-        h = self.activation(self.linear(x))
-        if self.scaled:
-            h = h * self.scale
-        return h
+def export(
+    model: BaseAlgorithm | str | Path, out: str | Path | None = None, onnx: bool = True, c: str | Path | None = None
+) -> dict[str, Path]:
+    """Write ``<out>.pt2`` and, if ``onnx``, ``<out>.onnx`` (when ``out`` is given), and the C actor into the
+    folder ``c`` (when given); return the paths written."""
+    if not isinstance(model, BaseAlgorithm):
+        model = load_model(model, buffer_size=1)
+    actor, obs_dim = actor_of(model), input_dim(model)
+    paths = save_actor(actor, obs_dim, out, onnx) if out is not None else {}
+    if c is not None:
+        paths.update(write_c(actor, obs_dim, c))
+    return paths
 
 
-class DeterministicActor(nn.Module):
-    """OFENet's state branch (DenseNet: each layer's output concatenated to its input), the actor's hidden
-    layers, the mean head (clipped to ``[-clip_mean, clip_mean]`` with gSDE, as the actor does), tanh, and the
-    rescaling to ``[low, high]``."""
-
-    def __init__(
-        self,
-        dense: list[ExportedLayer],
-        hidden: list[ExportedLayer],
-        mu: nn.Linear,
-        low: th.Tensor,
-        high: th.Tensor,
-        clip_mean: float = 0.0,
-    ) -> None:
-        super().__init__()
-        self.dense = nn.ModuleList(dense)
-        self.hidden = nn.ModuleList(hidden)
-        self.mu = mu
-        self.clip_mean = clip_mean
-        self.register_buffer("low", low)
-        self.register_buffer("high", high)
-
-    def forward(self, obs: th.Tensor) -> th.Tensor:
-        x = obs
-        for layer in self.dense:
-            x = th.cat([x, layer(x)], dim=1)
-        for layer in self.hidden:
-            x = layer(x)
-        mean = self.mu(x)
-        if self.clip_mean > 0:
-            mean = th.clamp(mean, -self.clip_mean, self.clip_mean)
-        action = th.tanh(mean)
-        return self.low + 0.5 * (action + 1.0) * (self.high - self.low)
-
-
-def export_layer(layer: GatedLayer) -> ExportedLayer:
-    """A plain copy of a gated layer in inference mode: BN folded into the linear layer, theta (times the layer
-    gate's) as a scale."""
-    weight, bias = layer.linear.weight.detach().clone(), layer.linear.bias.detach().clone()
-    if layer.bn is not None:
-        bn = layer.bn
-        factor = bn.weight.detach() / th.sqrt(bn.running_var + bn.eps)
-        weight = weight * factor[:, None]
-        bias = (bias - bn.running_mean) * factor + bn.bias.detach()
-    linear = nn.Linear(weight.shape[1], weight.shape[0])
-    linear.weight.data.copy_(weight)
-    linear.bias.data.copy_(bias)
-    scale = layer.mean_scale()
-    scale = th.ones(weight.shape[0]) if scale is None else scale
-    return ExportedLayer(linear, type(layer.activation)(), scale)
-
-
-def load_model(path: str | Path, device: str = "cpu") -> XiNetAlgorithm:
-    """Load a XiNetSAC or XiNetTQC save, whichever it is (told apart by its policy class)."""
-    data, _, _ = load_from_zip_file(path, device="cpu", load_data=True)
-    policy_class = (data or {}).get("policy_class")
-    cls = XiNetTQC if getattr(policy_class, "quantile_critics", False) else XiNetSAC
-    return cls.load(path, device=device)
-
-
-def deterministic_actor(model: XiNetAlgorithm) -> DeterministicActor:
-    """The plain-torch deterministic actor of a model, on the CPU, in eval mode."""
-    policy = model.policy
-    mu = nn.Linear(policy.actor.mu.in_features, policy.actor.mu.out_features)
-    mu.load_state_dict(policy.actor.mu.state_dict())
-    space = model.action_space
-    actor = DeterministicActor(
-        [export_layer(layer) for layer in policy.ofenet.state.layers],
-        [export_layer(layer) for layer in policy.actor.latent_pi.layers],
-        mu,
-        th.as_tensor(space.low, dtype=th.float32).flatten(),
-        th.as_tensor(space.high, dtype=th.float32).flatten(),
-        policy.actor.clip_mean if policy.actor.use_sde else 0.0,
-    )
-    return actor.cpu().eval()
-
-
-def export(model: XiNetAlgorithm | str | Path, out: str | Path, onnx: bool = True) -> dict[str, Path]:
-    """Write ``<out>.pt`` (TorchScript) and, if ``onnx``, ``<out>.onnx``; return the paths written."""
-    if not isinstance(model, XiNetAlgorithm):
-        model = load_model(model)
-    return save_actor(deterministic_actor(model), observation_dim(model.observation_space), out, onnx)
-
-
-def save_actor(actor: nn.Module, obs_dim: int, out: str | Path, onnx: bool = True) -> dict[str, Path]:
-    """Write a plain-torch actor (observations -> actions) as ``<out>.pt`` and, if ``onnx``, ``<out>.onnx``."""
+def save_actor(actor: DeterministicActor, obs_dim: int, out: str | Path, onnx: bool = True) -> dict[str, Path]:
+    """Write a plain-torch actor (observations -> actions) as ``<out>.pt2`` and, if ``onnx``, ``<out>.onnx``."""
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    example = th.zeros(2, obs_dim)
-    paths = {"torchscript": out.with_suffix(".pt")}
-    with warnings.catch_warnings():
-        # deprecated in favour of torch.export, whose files need torch.export.load; TorchScript files load with
-        # torch.jit.load in any torch since 1.x and in LibTorch (C++), which is what deployment hosts have
-        warnings.simplefilter("ignore", DeprecationWarning)
-        th.jit.script(actor).save(str(paths["torchscript"]))
+    example = (th.zeros(2, obs_dim),)  # batch 2: a batch of 1 would be specialised as a constant
+    dynamic_shapes = {"obs": {0: th.export.Dim("batch")}}
+    paths = {"exported_program": out.with_suffix(".pt2")}
+    th.export.save(th.export.export(actor, example, dynamic_shapes=dynamic_shapes), paths["exported_program"])
     if onnx:
         paths["onnx"] = out.with_suffix(".onnx")
         th.onnx.export(
             actor,
-            (example,),
+            example,
             str(paths["onnx"]),
             input_names=["observation"],
             output_names=["action"],
-            dynamic_shapes={"obs": {0: th.export.Dim("batch")}},
+            dynamic_shapes=dynamic_shapes,
+            dynamo=True,
             verbose=False,
         )
     return paths
 
 
-def latency_us(run, rounds: int = 7, number: int = 200) -> float:
+def latency_us(run: Callable[[], object], rounds: int = 7, number: int = 200) -> float:
     """Median over rounds of the mean time of ``number`` calls, in microseconds."""
     run()
     times = []
@@ -171,26 +79,39 @@ def latency_us(run, rounds: int = 7, number: int = 200) -> float:
     return statistics.median(times)
 
 
+def c_sizes(actor: DeterministicActor, obs_dim: int) -> str:
+    """The C actor's weights and working memory, in bytes (float32)."""
+    weights = sum(parameter.numel() for parameter in actor.parameters())
+    work = sum(work_floats(actor, obs_dim))
+    return f"{weights:,} weights ({4 * weights / 1024:.1f} KiB of const data), {4 * work:,} bytes of stack"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("model", help="a XiNetSAC or XiNetTQC save (.zip)")
-    parser.add_argument("--out", required=True, help="output path without suffix")
-    parser.add_argument("--no-onnx", action="store_true", help="TorchScript only")
+    parser.add_argument("model", help="a XiNetSAC, XiNetTQC, SAC or TQC save (.zip)")
+    parser.add_argument("--out", help="path without suffix of the .pt2 and .onnx files")
+    parser.add_argument("--no-onnx", action="store_true", help="the torch.export program only")
+    parser.add_argument("--c", help="folder for the C actor (xinet.h, xinet.c)")
     args = parser.parse_args()
-    model = load_model(args.model)
-    paths = export(model, args.out, onnx=not args.no_onnx)
-    params = sum(p.numel() for p in deterministic_actor(model).parameters())
-    obs = th.zeros(1, observation_dim(model.observation_space))
-    scripted = th.jit.load(str(paths["torchscript"]))
-    print(f"exported actor: {params:,} parameters (BatchNorm folded)")
-    with th.no_grad():
-        print(f"  {paths['torchscript']}: {latency_us(lambda: scripted(obs)):.1f} us per observation")
+    if args.out is None and args.c is None:
+        parser.error("give --out, --c or both")
+    model = load_model(args.model, buffer_size=1)
+    actor, obs_dim = actor_of(model), input_dim(model)
+    paths = export(model, args.out, onnx=not args.no_onnx, c=args.c)
+    print(f"exported actor: {sum(p.numel() for p in actor.parameters()):,} weights (BatchNorm and thetas folded)")
+    obs = th.zeros(1, obs_dim)
+    if "exported_program" in paths:
+        program = th.export.load(paths["exported_program"]).module()
+        with th.no_grad():
+            print(f"  {paths['exported_program']}: {latency_us(lambda: program(obs)):.1f} us per observation")
     if "onnx" in paths:
-        import onnxruntime
+        import onnxruntime  # optional: the export extra
 
         session = onnxruntime.InferenceSession(str(paths["onnx"]), providers=["CPUExecutionProvider"])
-        feed = {"observation": np.zeros((1, obs.shape[1]), dtype=np.float32)}
+        feed = {"observation": np.zeros((1, obs_dim), dtype=np.float32)}
         print(f"  {paths['onnx']}: {latency_us(lambda: session.run(None, feed)):.1f} us per observation")
+    if "c_source" in paths:
+        print(f"  {paths['c_header']}, {paths['c_source']}: {c_sizes(actor, obs_dim)}")
 
 
 if __name__ == "__main__":

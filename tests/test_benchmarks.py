@@ -44,11 +44,19 @@ def test_a_sliced_sweep_resumes_from_its_checkpoint_and_skips_finished_runs(tmp_
     assert [row["step"] for row in rows(curve)] == ["100"]
     assert not (out / "runs.csv").exists()
     assert (out / "checkpoints" / "Pendulum-v1_xinet_sac_0" / "model.zip").exists()
+    # a run resumes only at the commit it started at (its rows name one commit)
+    state_path = out / "checkpoints" / "Pendulum-v1_xinet_sac_0" / "state.json"
+    state = json.loads(state_path.read_text())
+    state_path.write_text(json.dumps({**state, "commit": "0123456789ab"}))
+    assert "started at 0123456789ab" in compare(out, "--algos", "xinet_sac", "--seeds", "0")
+    assert [row["step"] for row in rows(curve)] == ["100"]
+    state_path.write_text(json.dumps(state))
 
     compare(out, "--algos", "xinet_sac", "--seeds", "0")
     assert [row["step"] for row in rows(curve)] == ["100", "200", "300", "300"]  # the last one: final evaluation
     (run,) = rows(out / "runs.csv")
     assert (run["algo"], run["steps"], run["params"]) == ("xinet_sac", "300", rows(curve)[-1]["params"])
+    assert run["commit"] == state["commit"]
     final = XiNetSAC.load(out / "Pendulum-v1_xinet_sac_0.zip", device="cpu")  # the final model is kept
     assert (final.num_timesteps, final.pruning_summary().params) == (300, int(run["params"]))
 
@@ -90,7 +98,7 @@ def test_the_table_rebuilds_final_widths_and_checks_their_count(tmp_path, algo):
     if algo == "xinet_tqc":  # quantile critics: the count of the same widths differs from SAC's
         assert params > sum(network_params("Pendulum-v1", kwargs).values())
     paths, obs_dim = final_actor("Pendulum-v1", algo, PRUNED_UNITS, str(params), tmp_path)
-    assert obs_dim == 3 and paths["torchscript"].exists() and paths["onnx"].exists()
+    assert obs_dim == 3 and paths["exported_program"].exists() and paths["onnx"].exists()
 
 
 @pytest.mark.slow
@@ -124,7 +132,7 @@ def test_each_algorithm_is_held_against_its_own_dense_and_small_models():
 
     runs = [run("ofenet_sac", 0, 1000.0, 600, 600), run("xinet_sac", 0, 990.0, 150, 600)]
     runs += [run("ofenet_tqc", 0, 2000.0, 800, 800), run("xinet_tqc", 0, 1000.0, 400, 800)]
-    latency = {(r["env"], r["algo"], r["seed"]): dict(torchscript=1.0, onnxruntime=1.0) for r in runs}
+    latency = {(r["env"], r["algo"], r["seed"]): dict(exported_program=1.0, onnxruntime=1.0) for r in runs}
     rows = {row["algo"]: row for row in summarize(runs, latency)}
     assert rows["xinet_sac"]["params_vs_dense"] == 0.25 and rows["xinet_tqc"]["params_vs_dense"] == 0.5
     text = "\n".join(targets(list(rows.values())))

@@ -1,6 +1,7 @@
 """Bad input to the XiNet algorithms gets a clear, early ValueError that names what is wrong."""
 
 import math
+import warnings
 
 import gymnasium as gym
 import numpy as np
@@ -245,3 +246,13 @@ def test_missing_parameters_raise_torchs_error_as_in_sb3(model_class):
     with pytest.raises(RuntimeError, match="Missing key") as error:
         model.set_parameters(params, exact_match=True)
     assert not isinstance(error.value, PrunedShapeError)
+
+
+def test_a_learning_rate_above_1e_3_warns_that_the_critics_move_faster_than_sacs(tmp_path):
+    with pytest.warns(UserWarning, match=r"learning_rate 0.01 is above 0.001: the critics read OFENet's \d+ features"):
+        model = make_model(learning_rate=0.01)
+    model.save(tmp_path / "model.zip")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        make_model(learning_rate=1e-3)
+        XiNetSAC.load(tmp_path / "model.zip")  # said when the model was made, not again at every load

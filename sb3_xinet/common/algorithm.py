@@ -5,6 +5,7 @@ older versions included). The training step is :class:`~sb3_xinet.common.trainin
 
 import io
 import pathlib
+import warnings
 from typing import Any, ClassVar, TypeVar
 
 import torch as th
@@ -42,6 +43,8 @@ XINET_ARGUMENTS = (
     "loss_scale_window",
 )
 # the flat attributes of saves from before the schedule and the regularizer were objects
+# Above this learning rate the critics' values oscillate (see XiNetAlgorithm._warn_fast_critics)
+STABLE_LEARNING_RATE = 1e-3
 FLAT_SCHEDULE = ("pruning_start", "pruning_end", "prune_freq")
 FLAT_REGULARIZER = ("cost_weight", "cost_model", "time_calibration", "loss_scale_window", "loss_scales")
 FLAT_DROPPED = ("cost_active", "initial_expected_params", "initial_expected_time")
@@ -166,10 +169,27 @@ class XiNetAlgorithm(XiNetTraining):
             self.initial_units = {name: list(block.units) for name, block in self.policy.gated_blocks().items()}
             self.initial_params = {name: count_parameters([net]) for name, net in self.policy.networks().items()}
             self.regularizer.setup(self.policy, lambda: calibrate(self))
+            self._warn_fast_critics()
         self.regularizer.track([entry.loss for entry in self.policy.registry()])
         self._pending_logs = PendingLogs()
         self._scale_generator = th.Generator(device=self.device)
         self._scale_generator.manual_seed(self.seed or 0)
+
+    def _warn_fast_critics(self) -> None:
+        """Warn above :data:`STABLE_LEARNING_RATE`: the critics read OFENet's hundreds of features where SAC's read
+        the observation and action, and Adam moves every weight by about the learning rate per step, so at the same
+        rate their values move many times faster than SAC's. SB3's ``test_infinite_horizon`` (learning rate 1e-2,
+        target updates with tau 0.5) shows it: SAC's value of the start state settles at 50-51 (the true 50) within
+        500 steps, XiNetSAC's swings between 13 and 67; with 2 OFENet units per branch less (29-57)."""
+        rate = self.lr_schedule(1.0)
+        if rate > STABLE_LEARNING_RATE:
+            inputs = observation_dim(self.observation_space) + action_dim(self.action_space)
+            warnings.warn(
+                f"learning_rate {rate:g} is above {STABLE_LEARNING_RATE:g}: the critics read OFENet's "
+                f"{self.policy.ofenet.state_action_features_dim} features (SAC's read {inputs} inputs) and Adam moves "
+                "each weight by about the learning rate per step, so their values move many times faster than SAC's "
+                "at the same rate and may oscillate instead of settling. OFENet was tuned at 3e-4."
+            )
 
     def _upgrade_save(self) -> None:
         """Move the flat attributes of a save made before the schedule and the regularizer were objects (or
