@@ -1,7 +1,8 @@
 """Pruning pressure per layer: the cost gradient a layer's thetas get against the task gradient they get, for
-XiNetSAC and XiNetTQC at the same widths and ``c``, under two loss scales: the loss level (the scale before
-2026-11-30) and the loss the units hold (today's, :mod:`sb3_xinet.regularizer`); and, with ``--reward-noise``,
-the same on rewards with noise no network can predict.
+XiNetSAC and XiNetTQC at the same widths and ``c``, under three loss scales: the loss level (the scale before
+2026-11-30), the loss the units hold (today's, :mod:`sb3_xinet.regularizer`) and a candidate, the task gradient's
+RMS over the critic's thetas times their number (:func:`gradient_scales`); and, with ``--reward-noise``, the same
+on rewards with noise no network can predict.
 
 Each algorithm trains a short run into its pruning phase (``--steps``), then, on ``--batches`` replay batches
 (the same rows, gate samples and noise for every scale), per gated layer of the critics: the cost gradient
@@ -27,7 +28,7 @@ from sb3_xinet import XiNetSAC, XiNetTQC
 from sb3_xinet.common.training import XiNetTraining, held_loss
 from sb3_xinet.regularizer import penalty_weight
 
-SCALES = ("loss level", "held loss")
+SCALES = ("loss level", "held loss", "gradient RMS")
 
 
 def settings(args: argparse.Namespace, seed: int) -> dict[str, Any]:
@@ -73,6 +74,17 @@ def batch_terms(
     return grads, scales
 
 
+def gradient_scales(terms: list[tuple[list[list[th.Tensor]], th.Tensor]]) -> th.Tensor:
+    """The candidate scale "gradient RMS", per critic: the root mean square of the per-batch task gradient over the
+    critic's thetas, times their number (the sum of the thetas' RMS gradients, for equal ones): a unit is then
+    priced in the gradient noise its thetas see, whatever the loss's type, units or floor."""
+    values = []
+    for index in range(len(terms[0][0])):
+        flat = th.stack([th.cat([grad.flatten() for grad in grads[index]]) for grads, _ in terms])  # (batches, thetas)
+        values.append(flat.pow(2).mean().sqrt() * flat.shape[1])
+    return th.stack(values)
+
+
 def measure(model: XiNetTraining, batches: int, noise: float, seed: int, rows: int = 256) -> list[dict[str, Any]]:
     """The pressure per critic layer and scale (see the module's docstring), on ``batches`` batches of ``rows``."""
     np.random.seed(seed)  # the same rows (SB3 samples with numpy), gate samples and drops for every noise level
@@ -82,6 +94,7 @@ def measure(model: XiNetTraining, batches: int, noise: float, seed: int, rows: i
         theta.requires_grad_(True)
     terms = [batch_terms(model, rows, noise, generator) for _ in range(batches)]
     scales = th.stack([scale for _, scale in terms]).mean(dim=0)  # (2, n_critics)
+    scales = th.cat([scales, gradient_scales(terms)[None]])
     regularizer = model.regularizer
     regularizer.switch(True)
     cost_grads = dict(regularizer.gradients(model.policy) or {})
