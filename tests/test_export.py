@@ -94,15 +94,18 @@ def test_exported_programs_and_onnx_match_predict_in_a_process_without_sb3_xinet
 @needs_cc
 @pytest.mark.parametrize("name", NAMES)
 def test_the_c_actor_compiles_as_strict_c99_and_matches_predict(models, name, tmp_path):
-    """Relative error at most 1e-5 (absolute 1e-6 for actions within 0.1 of 0, where float32 rounding of torch's
-    own sums is the larger part) on 300 observations, a pruned, folded, layer-removed, gSDE and dense model and SB3
-    SAC's."""
+    """On 300 observations: relative error at most 1e-5 for every action of magnitude 0.1 or more, absolute error
+    at most 1e-6 everywhere. Near 0 no float32 program can promise a relative error: SB3's rescaling
+    ``low + 0.5 * (tanh(m) + 1) * (high - low)`` cancels there, so one rounding step of torch's own sums (whose
+    order C cannot repeat) is ~2e-7 absolute (measured: up to 8e-5 relative for actions of 1e-4)."""
     model = models[name]
     executable = compile_driver(export(model, c=tmp_path)["c_source"].parent)
     obs = pendulum_observations(300)
     expected, _ = model.predict(obs, deterministic=True)
-    actions = c_actions(executable, obs, action_dim=1)
-    np.testing.assert_allclose(actions, expected, rtol=1e-5, atol=1e-6)
+    error = np.abs(c_actions(executable, obs, action_dim=1) - expected)
+    assert error.max() <= 1e-6
+    large = np.abs(expected) >= 0.1
+    assert large.sum() >= 10 and (error[large] / np.abs(expected[large])).max() <= 1e-5
 
 
 def test_the_c_actor_states_its_sizes_and_allocates_nothing(models, tmp_path):
