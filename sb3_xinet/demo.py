@@ -3,21 +3,22 @@ pruned agent, evaluates it, and writes its actor as dependency-free C.
 
     python -m sb3_xinet.demo
 
-What it runs, and why (under a minute on one thread of a 2-core CPU): XiNetSAC's defaults suit MuJoCo budgets of
-100k steps and more, so the demo scales its schedule to ``--steps`` (4,000 by default: Pendulum-v1's swing-up is
-learned by then, and the demo stays under a minute, the README command with installation about 100 s): random actions for the
-first 10% of the steps, OFENet pre-trained on them, the cost-aware regularizer from 25%, removals every 5%, and
-the end of pruning at 65%, where the surviving gates are folded into the weights; the last 35% trains the pruned
-network as a plain small one, which is what lets it recover from the removals (ending pruning at 75% of 6,000
-steps, c = 0.3 kept 27-30% of the parameters and returned -553 and -576 over two seeds: the swing-up learned in
-some episodes, not in others). The networks are small (OFENet 3 x 16 units per branch, actor and critics 64-64:
-Pendulum needs no more) and learn fast (learning rate 1e-3, the RL Zoo's for SAC on Pendulum-v1; thetas 0.02).
-``--cost-weight`` is 0.2, not the packaged 1: at c = 1 a run this short cuts the critics to a few units before
-they have learned the swing-up. Measured with seed 0 (2026-11-30, one thread of a 2-core CPU, 47-50 s): 39.6% of
-the parameters kept, a mean return of -190.8 +/- 80.7 over 10 episodes (a random policy gets about -1,200, a
-trained one about -150). Shorter runs learn less: 3,500 steps returned -334.9; 5,000 steps returned -185.0
-in 58 s. Other seeds may need more ``--steps`` (c = 0.15 at 5,000 steps: -88 with seed 0, -908 with seed
-1, whose swing-up was not learned yet).
+What it runs, and why (about 35 s on one thread of a 2-core CPU, so that the README's command, installation
+included, stays within 90 s): XiNetSAC's defaults suit MuJoCo budgets of 100k steps and more, so the demo scales
+its schedule to ``--steps`` (3,200 by default): random actions for the first 5% of the steps, OFENet pre-trained
+on them, the cost-aware regularizer from 25%, removals every 5%, and the end of pruning at 65%, where the surviving
+gates are folded into the weights; the last 35% trains the pruned network as a plain small one, which is what
+lets it recover from the removals (ending pruning at 75% of 6,000 steps, c = 0.3 kept 27-30% of the parameters
+and returned -553 and -576 over two seeds: the swing-up learned in some episodes, not in others). The networks
+are small (OFENet 3 x 16 units per branch, actor and critics 64-64: Pendulum needs no more) and learn fast
+(learning rate 1e-3, the RL Zoo's for SAC on Pendulum-v1; thetas 0.02). ``--cost-weight`` is 0.2, not the
+packaged 1: at c = 1 a run this short cuts the critics to a few units before they have learned the swing-up.
+
+Measured on 2026-11-30 (one thread of a 2-core CPU; a random policy gets about -1,200, a trained one about -150),
+mean return over 10 episodes of the reloaded agent: with these settings -232.6 (seed 0, 39% of the parameters
+kept) and -241.7 (seed 1). A run this short is sensitive to its length: 3,000 steps gave -218.8, -830.3 and
+-170.2 (seeds 0, 1, 2) and 3,500 steps -674.3 (seed 0); with a 10% warm-up, 4,000 steps gave -190.8 and 5,000
+steps -185.0 (seed 0). Give other seeds more ``--steps`` if they have not learned the swing-up.
 
 It then writes the actor (OFENet's kept state features, the actor, tanh and the rescaling to the action bounds)
 as C99 (``--c-out``; :mod:`sb3_xinet.c_actor`) and prints its size next to the dense network's. It runs on one
@@ -47,8 +48,8 @@ def demo_model(env: str, steps: int, cost_weight: float, seed: int) -> XiNetSAC:
         "MlpPolicy",
         env,
         learning_rate=1e-3,
-        learning_starts=steps // 10,
-        ofenet_pretrain_steps=steps // 10,
+        learning_starts=steps // 20,
+        ofenet_pretrain_steps=steps // 20,
         pruning_start=steps // 4,
         pruning_end=13 * steps // 20,
         prune_freq=steps // 20,
@@ -65,7 +66,7 @@ def demo_model(env: str, steps: int, cost_weight: float, seed: int) -> XiNetSAC:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--env", default="Pendulum-v1", help="a Gymnasium env id with Box actions")
-    parser.add_argument("--steps", type=int, default=4000, help="env steps of the whole run")
+    parser.add_argument("--steps", type=int, default=3200, help="env steps of the whole run")
     parser.add_argument("--cost-weight", type=float, default=0.2, help="c, the one regularization knob")
     parser.add_argument("--episodes", type=int, default=10, help="evaluation episodes of the reloaded agent")
     parser.add_argument("--c-out", default="exported/xinet_demo", help="folder for the C actor (xinet.h, xinet.c)")
