@@ -95,9 +95,10 @@ def main() -> None:
         f"saved and reloaded: {loaded.pruning_summary().params:,} parameters, "
         f"return {mean:.1f} +/- {std:.1f} over {args.episodes} episodes"
     )
-    paths = write_c(actor_of(loaded), obs_dim, args.c_out)
+    pruned_actor = actor_of(loaded)
+    paths = write_c(pruned_actor, obs_dim, args.c_out)
     print(f"C actor written to {paths['c_source']} and {paths['c_header']} (xinet_act(obs, action); C99, no heap):")
-    print(f"  pruned: {c_sizes(actor_of(loaded), obs_dim)}")
+    print(f"  pruned: {c_sizes(pruned_actor, obs_dim)}")
     print(f"  dense:  {dense_actor}")
     print(f"total {time.perf_counter() - start:.0f} s")
 

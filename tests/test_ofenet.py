@@ -122,13 +122,18 @@ def test_dense_baseline_has_no_gates():
     assert net.prune(threshold=1.0) == {}
 
 
-def test_reinforce_log_prob_covers_both_branches():
-    net = OFENet(5, 2, [3], [3], estimator="reinforce")
+def aux_pass_at_half(net: OFENet) -> None:
+    """An aux-loss pass with sampled gates, every theta at 0.5 (the gates' log-probability is then recorded)."""
     obs, actions, next_obs = batch(net)
     with th.no_grad():
         for theta in net.gate_parameters():
             theta.fill_(0.5)
     net.aux_loss(obs, actions, next_obs)
+
+
+def test_reinforce_log_prob_covers_both_branches():
+    net = OFENet(5, 2, [3], [3], estimator="reinforce")
+    aux_pass_at_half(net)
     assert net.log_prob().shape == (32,)
     net.log_prob().sum().backward()
     assert all(theta.grad is not None for theta in net.gate_parameters())
@@ -139,11 +144,7 @@ def test_reinforce_log_prob_of_an_ofenet_whose_state_branch_is_gone():
     net = OFENet(5, 2, [3], [3], estimator="reinforce")
     net.remove_units("state", 0, [0, 1, 2])
     assert not net.state.gates()
-    obs, actions, next_obs = batch(net)
-    with th.no_grad():
-        for theta in net.gate_parameters():
-            theta.fill_(0.5)
-    net.aux_loss(obs, actions, next_obs)
+    aux_pass_at_half(net)
     assert net.log_prob().shape == (32,)
 
 
