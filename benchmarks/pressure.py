@@ -1,8 +1,8 @@
 """Pruning pressure per layer: the cost gradient a layer's thetas get against the task gradient they get, for
-XiNetSAC and XiNetTQC at the same widths and ``c``, under three loss scales: the loss level (the scale before
-2026-11-30), the loss the units hold (today's, :mod:`sb3_xinet.regularizer`) and a candidate, the task gradient's
-RMS over the critic's thetas times their number (:func:`gradient_scales`); and, with ``--reward-noise``, the same
-on rewards with noise no network can predict.
+XiNetSAC and XiNetTQC at the same widths and ``c``, under three loss scales: the loss level (the scale until
+2026-11-30), the loss a tenth of the units hold (the scale of 2026-11-30) and today's, the regularizer's: the task
+gradient's RMS over the critic's thetas times their number, times ``GRADIENT_UNIT`` (:func:`gradient_scales`); and,
+with ``--reward-noise``, the same on rewards with noise no network can predict.
 
 Each algorithm trains a short run into its pruning phase (``--steps``), then, on ``--batches`` replay batches
 (the same rows, gate samples and noise for every scale), per gated layer of the critics: the cost gradient
@@ -18,6 +18,7 @@ probability 0.1 (the loss a tenth of the units hold).
 """
 
 import argparse
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -25,10 +26,31 @@ import torch as th
 
 from benchmarks.common import machine, write_results
 from sb3_xinet import XiNetSAC, XiNetTQC
-from sb3_xinet.common.training import XiNetTraining, held_loss
-from sb3_xinet.regularizer import penalty_weight
+from sb3_xinet.common.training import XiNetTraining
+from sb3_xinet.gates import BernoulliGate
+from sb3_xinet.regularizer import gradient_scale, penalty_weight
 
 SCALES = ("loss level", "held loss", "gradient RMS")
+DROP_RATE = 0.1  # the held loss is the one a tenth of the units hold
+
+
+def held_loss(loss: Callable[[], th.Tensor], module: th.nn.Module, generator: th.Generator) -> th.Tensor:
+    """The loss a tenth of the gated units of ``module`` hold: the rise of ``loss`` (a deterministic pass, mean
+    gates) when each unit is dropped with probability ``DROP_RATE``, per row."""
+
+    def drop(gate: th.nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any], output: th.Tensor) -> th.Tensor:
+        keep = th.full_like(output, 1.0 - DROP_RATE)
+        return output * th.bernoulli(keep, generator=generator)
+
+    full = loss()
+    gates = [gate for gate in module.modules() if isinstance(gate, BernoulliGate)]
+    hooks = [gate.register_forward_hook(drop, with_kwargs=True) for gate in gates]
+    try:
+        dropped = loss()
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return dropped - full
 
 
 def settings(args: argparse.Namespace, seed: int) -> dict[str, Any]:
@@ -70,19 +92,18 @@ def batch_terms(
         def losses() -> th.Tensor:
             return model._critic_losses(critic.q_values(z_sa, stochastic=False), target).mean(dim=1)
 
-        scales = th.stack([losses(), held_loss(losses, [critic])])
+        scales = th.stack([losses(), held_loss(losses, critic, generator)])
     return grads, scales
 
 
 def gradient_scales(terms: list[tuple[list[list[th.Tensor]], th.Tensor]]) -> th.Tensor:
-    """The candidate scale "gradient RMS", per critic: the root mean square of the per-batch task gradient over the
-    critic's thetas, times their number (the sum of the thetas' RMS gradients, for equal ones): a unit is then
-    priced in the gradient noise its thetas see, whatever the loss's type, units or floor."""
+    """The regularizer's scale, per critic (:func:`sb3_xinet.regularizer.gradient_scale`): ``GRADIENT_UNIT`` times
+    the root mean square of the per-batch task gradient over the critic's thetas, times their number."""
     values = []
     for index in range(len(terms[0][0])):
         flat = th.stack([th.cat([grad.flatten() for grad in grads[index]]) for grads, _ in terms])  # (batches, thetas)
-        values.append(flat.pow(2).mean().sqrt() * flat.shape[1])
-    return th.stack(values)
+        values.append(gradient_scale(float(flat.pow(2).mean()), flat.shape[1]))
+    return th.tensor(values)
 
 
 def measure(model: XiNetTraining, batches: int, noise: float, seed: int, rows: int = 256) -> list[dict[str, Any]]:

@@ -47,10 +47,6 @@ class BernoulliGate(nn.Module):
         self.theta = nn.Parameter(th.ones(n_units))
         # log-probability of the last stochastic sample (batch,), used by the REINFORCE estimator only
         self.last_log_prob: th.Tensor | None = None
-        # measurement of the loss its units hold (sb3_xinet.nets.dropping_units): deterministic passes drop each
-        # unit with this probability, per batch row, drawn from this generator
-        self.drop_rate = 0.0
-        self.drop_generator: th.Generator | None = None
         self._all_on_cache: tuple[tuple[int, int], bool] | None = None
 
     @property
@@ -68,8 +64,6 @@ class BernoulliGate(nn.Module):
         # Units at theta = 1 have xi = 1 for sure. When every unit is there and the thetas are frozen (XiNetSAC
         # freezes them until pruning starts), the gate is the identity: no sample (as costly as a Linear layer
         # of the same width on CPU), no product. Thetas that learn are never read on the host here.
-        if self.drop_rate and not stochastic:
-            return h * theta * th.bernoulli(th.full_like(h, 1.0 - self.drop_rate), generator=self.drop_generator)
         if not theta.requires_grad and self._all_on():
             return h
         if not stochastic:

@@ -21,8 +21,7 @@ Removal is exact: the network after ``remove_units`` computes what it computed b
 to a removal lose the same entries of their per-parameter state (:mod:`sb3_xinet.surgery`).
 """
 
-from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import torch as th
@@ -212,23 +211,6 @@ class GatedLayer(nn.Module):
         drop_parameters_([gate.theta for gate in self.gates()], optimizers)
         self.gate = self.layer_gate = None
         return scale.clone()
-
-
-@contextmanager
-def dropping_units(modules: Iterable[nn.Module], rate: float, generator: th.Generator | None = None) -> Iterator[None]:
-    """Within the block, deterministic passes of the gated layers in ``modules`` drop each unit with probability
-    ``rate``, per batch row, on top of their mean gates (layer gates stay as they are): the measurement of the
-    loss the units hold (:mod:`sb3_xinet.regularizer`). The drops are drawn from ``generator`` (default: torch's
-    global one), so that measuring leaves the training's random numbers as they are."""
-    layers = [layer for module in modules for layer in module.modules() if isinstance(layer, GatedLayer)]
-    gates = [layer.gate for layer in layers if layer.gate is not None]
-    for gate in gates:
-        gate.drop_rate, gate.drop_generator = rate, generator
-    try:
-        yield
-    finally:
-        for gate in gates:
-            gate.drop_rate, gate.drop_generator = 0.0, None
 
 
 class GatedBlock(nn.Module):

@@ -6,26 +6,30 @@ Every theta pays, on top of its task loss's gradient, the gradient of the penalt
 
 with ``C(theta)`` the expected cost of the gated networks (their parameter count ``P``, :mod:`sb3_xinet.cost`, or
 the time of a training step ``T``, :mod:`sb3_xinet.time_cost`), ``C0`` its value for the unpruned networks and
-``L_ref`` the loss that the units paying with the theta's loss hold (OFENet's aux loss, the actor's, or its own
+``L_ref`` the scale of the loss that the theta's network pays with (OFENet's aux loss, the actor's, or its own
 critic's: :attr:`~sb3_xinet.blocks.BlockEntry.loss`). ``dC/dtheta_j`` is what unit j costs given the others, so
 the many per-layer regularization weights ``mu_j = c * dC/dtheta_j`` are all set by ``c``, and they follow the
-networks as they shrink. A unit is worth keeping when removing it would raise its loss by more than ``c`` times
-its share of the cost, relative to what its network's units hold: ``dL / L_ref > c * dC / C0``.
+networks as they shrink.
 
-The loss the units hold is measured as the rise of the loss when each of them is dropped with probability 0.1
-(mean gates otherwise): the loss a tenth of them hold (``held_loss`` in :mod:`sb3_xinet.common.training`). The
-tenth is the unit of ``c``: with it ``c = 1`` prunes SAC's networks about as the loss level did (docs/design.md). It
-leaves out the part of a loss that no unit can lower (the spread of a target no network predicts, the spread of a
-quantile critic's return distribution), which a scale at the loss's level would make every unit pay for; and it is
-in the currency of the task gradient (a theta's expected gradient under sampled gates is the loss its unit holds),
-so one ``c`` means the same for SAC's squared error, TQC's quantile loss, the actor's value and OFENet's aux loss,
-and rescaling a loss (another environment's units) leaves the decisions unchanged (docs/design.md).
+``L_ref`` is measured in the currency the decision is made in, the task gradient of the thetas: it is
+``GRADIENT_UNIT`` times the sum, over the network's thetas, of the root mean square of their task gradient (the
+gradient of the loss alone, read before the cost gradient is added; ``N * RMS`` over the network's ``N`` thetas).
+A theta drifts to 0 when its expected task gradient does not outweigh its cost gradient, so a unit is kept when
+``-E[dL/dtheta_j] / RMS > c * GRADIENT_UNIT * N * (dC/dtheta_j) / C0``: its pull, relative to the gradients its
+network's thetas see, beats its share of the cost. A loss's units, its type (SAC's squared error, TQC's quantile
+loss, the actor's value, OFENet's aux loss) and a floor no unit can lower (the spread of a target no network
+predicts, the spread of a quantile critic's return distribution) scale the task gradient and ``L_ref`` alike, so
+one ``c`` means the same for every loss and every environment (docs/design.md). With the REINFORCE estimator the
+task gradient carries the estimator's own noise, so the same ``c`` prunes harder there.
 
-``L_ref`` is not taken from the current batch alone: :class:`~sb3_xinet.cost.LossScale` averages it over
-``loss_scale_window`` gradient steps, measured with every unit on before pruning starts, then followed slowly:
-SAC's losses grow with the returns over a run.
+``L_ref`` is a running mean over ``loss_scale_window`` gradient steps (:class:`~sb3_xinet.cost.LossScale`, of the
+mean squared task gradient), measured only while the regularizer is on: the warm-up's early gradients never
+enter it, and a scale that follows the current batch would feed back on the losses the sampled gates cause. The
+running mean is updated from the values recorded since the last update (:meth:`Regularizer.apply_scales`, once
+per ``train()`` call on a CPU): the cost gradients of the first steps of pruning, before any value is in, are 0.
 """
 
+import math
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -38,9 +42,10 @@ from sb3_xinet.time_cost import TimeCalibration
 
 COST_MODELS = ("params", "time")
 COST_REFRESH = 10  # gradient steps between two computations of dC/dtheta
-# gradient steps between two measurements of the loss scales: their averages span thousands of steps, and a
-# measurement costs two deterministic passes of every network on a slice of the batch
-SCALE_EVERY = 4
+# The unit of c: L_ref is this share of the summed RMS task gradient. With it, c = 1 removes about as many of
+# XiNetSAC's parameters in a short pruning phase on Hopper-v5 as the scale before it (the loss a tenth of the units
+# hold): 46% left against 49% after 6,000 steps of pruning (benchmarks/short_pruning.py; docs/design.md).
+GRADIENT_UNIT = 0.25
 CostGrads = dict[str, list[tuple[th.Tensor, th.Tensor]]]
 
 
@@ -62,6 +67,11 @@ def penalty_weight(cost_weight: float, loss_scale: float, initial_cost: float) -
     return cost_weight * abs(loss_scale) / initial_cost
 
 
+def gradient_scale(mean_square: float, n_thetas: int) -> float:
+    """``L_ref`` of a network whose ``n_thetas`` thetas see task gradients of mean square ``mean_square``."""
+    return GRADIENT_UNIT * n_thetas * math.sqrt(mean_square)
+
+
 class Regularizer:
     """The cost-aware regularizer of an XiNet algorithm (see the module's docstring): its settings, ``C0``, the
     loss scales, and the cost gradients of the thetas. Saved with the model.
@@ -72,6 +82,9 @@ class Regularizer:
     :param time_calibration: the time model's coefficients (a :class:`TimeCalibration` or its ``to_dict()``);
         None measures them in :meth:`setup`
     :param loss_scale_window: time constant, in gradient steps, of the loss scales ``L_ref``
+
+    Saves from before the gradient scale (their ``loss_scales`` were loss values) load with fresh scales, measured
+    from the next gradient step on.
     """
 
     def __init__(
@@ -88,7 +101,8 @@ class Regularizer:
         self.time_calibration = None if time_calibration is None else TimeCalibration.from_value(time_calibration)
         self.loss_scale_window = check_int("loss_scale_window", loss_scale_window, 1)
         self.initial_cost = 0.0  # C0
-        self.loss_scales: dict[str, LossScale] = {}
+        # per loss, the running mean of the squared task gradient of the thetas that pay with it
+        self.gradient_scales: dict[str, LossScale] = {}
         self.active = False  # switched on and off by the pruning schedule
         self._reset_transient()
 
@@ -96,13 +110,14 @@ class Regularizer:
         """The state of one run that is not saved: tensors of the current networks."""
         self._cache: tuple[int, CostGrads] | None = None
         self.cost_term: th.Tensor | None = None  # c * C / C0 at the last computation, logged as xinet/cost_term
-        self._pending_scales: list[th.Tensor] = []
+        self._pending_scales: list[tuple[str, th.Tensor]] = []
 
     def __getstate__(self) -> dict[str, Any]:
         return {key: value for key, value in self.__dict__.items() if key not in ("_cache", "cost_term", "_pending_scales")}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state)
+        state.pop("loss_scales", None)  # loss values of an older version: not what the gradient scale reads
+        self.__dict__.update({"gradient_scales": {}, **state})
         self._reset_transient()
 
     @property
@@ -123,10 +138,14 @@ class Regularizer:
             self.initial_cost = float(self.expected_cost(policy).item())
 
     def track(self, losses: list[str]) -> None:
-        """Keep one loss scale per loss that thetas pay with (a save from an older version measures its missing
-        ones afresh)."""
-        window = max(1, self.loss_scale_window // SCALE_EVERY)  # in measurements
-        self.loss_scales = {name: self.loss_scales.get(name, LossScale(window)) for name in losses}
+        """Keep one scale per loss that thetas pay with (a save from an older version measures its missing ones
+        afresh)."""
+        scales = self.gradient_scales
+        self.gradient_scales = {name: scales.get(name, LossScale(self.loss_scale_window)) for name in losses}
+
+    def loss_scale(self, loss: str, n_thetas: int) -> float:
+        """``L_ref`` of the ``n_thetas`` thetas that pay with ``loss`` (0 until their gradients are measured)."""
+        return gradient_scale(self.gradient_scales[loss].value, n_thetas)
 
     def expected_cost(self, policy: GatedPolicy) -> th.Tensor:
         """``C(theta)`` of ``policy``, as a polynomial in the thetas: ``P(theta)``, or ``T(theta)`` in seconds."""
@@ -162,11 +181,17 @@ class Regularizer:
         return cost_grads
 
     def add_gradients(self, cost_grads: CostGrads | None, loss: str) -> None:
-        """Add ``c * L_ref / C0 * dC/dtheta`` to the gradients of the thetas that pay with ``loss``."""
+        """Record the mean squared task gradient of the thetas that pay with ``loss`` (their ``.grad``, which must
+        hold the task gradient alone), then add ``c * L_ref / C0 * dC/dtheta`` to it."""
         if cost_grads is None:
             return
-        factor = penalty_weight(self.cost_weight, self.loss_scales[loss].value, self.initial_cost)
-        for theta, grad in cost_grads.get(loss, []):
+        pairs = cost_grads.get(loss, [])
+        task = [theta.grad.flatten() for theta, _ in pairs if theta.grad is not None]
+        if task:
+            self._pending_scales.append((loss, th.cat(task).pow(2).mean()))
+        n_thetas = sum(theta.numel() for theta, _ in pairs)
+        factor = penalty_weight(self.cost_weight, self.loss_scale(loss, n_thetas), self.initial_cost)
+        for theta, grad in pairs:
             if theta.grad is None:
                 theta.grad = factor * grad
             else:
@@ -181,14 +206,11 @@ class Regularizer:
         self.active = False
         self._cache = self.cost_term = None
 
-    def record_scales(self, values: th.Tensor) -> None:
-        """One gradient step's loss values, in the order of :meth:`apply_scales`'s names (kept on the device)."""
-        self._pending_scales.append(values)
-
-    def apply_scales(self, names: list[str]) -> None:
-        """Update the loss scales with the recorded values, step by step (one host synchronisation)."""
+    def apply_scales(self) -> None:
+        """Update the scales with the values recorded since the last call, in their order (one host
+        synchronisation)."""
         if self._pending_scales:
-            for row in th.stack(self._pending_scales).tolist():
-                for name, value in zip(names, row, strict=True):
-                    self.loss_scales[name].update(value)
+            values = th.stack([value for _, value in self._pending_scales]).tolist()
+            for (loss, _), value in zip(self._pending_scales, values, strict=True):
+                self.gradient_scales[loss].update(value)
         self._pending_scales = []

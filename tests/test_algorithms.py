@@ -19,7 +19,6 @@ from sb3_xinet import XiNetPruningCallback, XiNetSAC, XiNetTQC
 from sb3_xinet.blocks import BlockEntry
 from sb3_xinet.common.algorithm import XiNetAlgorithm
 from sb3_xinet.cost import count_parameters
-from sb3_xinet.regularizer import SCALE_EVERY
 from tests.helpers import MODEL_LIST, PRUNING, STEPS, assert_targets_match, make_model, observations, units
 
 
@@ -127,9 +126,9 @@ def test_resume_mid_pruning_continues_and_no_unit_comes_back(tmp_path, model_cla
     loaded.load_replay_buffer(tmp_path / "buffer")
     assert loaded.replay_buffer.size() == model.replay_buffer.size()
     assert units(loaded) == before
-    assert {name: scale.value for name, scale in loaded.regularizer.loss_scales.items()} == {
-        name: scale.value for name, scale in model.regularizer.loss_scales.items()
-    }
+    saved_scales = {name: (scale.count, scale.value) for name, scale in model.regularizer.gradient_scales.items()}
+    assert all(count > 0 for count, _ in saved_scales.values())
+    assert {name: (scale.count, scale.value) for name, scale in loaded.regularizer.gradient_scales.items()} == saved_scales
     recorder = RecordUnits()
     loaded.learn(400, callback=recorder, reset_num_timesteps=False)
 
@@ -148,11 +147,9 @@ def test_rl_passes_leave_ofenet_untouched(monkeypatch, model_class):
     ofenet = model.policy.ofenet
     snapshot = {name: value.clone() for name, value in ofenet.state_dict().items()}
 
-    aux_step = model._aux_step
-    # the only OFENet update; the scale's measurement of the aux loss OFENet holds runs in inference mode too
+    aux_step = model._aux_step  # the only OFENet update
     obs = th.as_tensor(observations())
-    model._held_aux_loss(obs, th.zeros(16, 1), obs)
-    monkeypatch.setattr(model, "_aux_step", lambda batch_size, cost_grads, measure=False: (th.zeros(()), th.zeros(())))
+    monkeypatch.setattr(model, "_aux_step", lambda batch_size, cost_grads: th.zeros(()))
     model.predict(observations(), deterministic=False)
     model.policy.critic(obs, th.zeros(16, 1))
     model.train(gradient_steps=5, batch_size=32)
@@ -254,12 +251,15 @@ def test_removals_leave_the_target_critics_unchanged(model_class):
     assert max(recorder.changes) <= 1e-3
 
 
-def test_the_aux_loss_scale_describes_the_pretrained_ofenet(model_class):
-    """Pre-training steps do not enter the aux loss scale: it holds one update per RL gradient step."""
-    model = make_model(model_class=model_class, pruning_start=None)
-    model.learn(PRUNING["learning_starts"] + 20)
-    assert model._n_updates > 0
-    assert model.regularizer.loss_scales["aux"].count == -(-model._n_updates // SCALE_EVERY)  # every SCALE_EVERY-th
+def test_the_loss_scales_hold_only_the_pruning_phases_gradients(model_class):
+    """Neither OFENet's pre-training nor the warm-up's RL steps enter the scales (their early gradients would inflate
+    them): each scale holds one update per gradient step with the regularizer on."""
+    model = make_model(model_class=model_class, pruning_start=PRUNING["learning_starts"] + 20, prune_freq=10**6)
+    model.learn(PRUNING["learning_starts"] + 19)
+    assert model._n_updates > 0 and model.ofenet_pretrained
+    assert all(scale.count == 0 for scale in model.regularizer.gradient_scales.values())
+    model.learn(10, reset_num_timesteps=False)
+    assert {scale.count for scale in model.regularizer.gradient_scales.values()} == {10}
 
 
 def test_with_n_step_returns_ofenet_predicts_the_next_observation(model_class):
@@ -285,22 +285,24 @@ def test_with_n_step_returns_ofenet_predicts_the_next_observation(model_class):
     assert all(stored[o] == n for o, n in pairs)
 
 
-def test_each_loss_scale_is_the_loss_its_own_units_hold(model_class):
-    """Loss scales: one per critic, the actor and OFENet, each the rise of its own loss when its units are dropped
-    (mean gates): a critic whose output reads none of its units holds nothing, the other one does; an actor whose
-    actions read none of its units holds nothing."""
-    model = make_model(model_class=model_class, pruning_start=None)
+def test_each_loss_scale_is_its_own_thetas_task_gradient(model_class):
+    """One scale per critic, the actor and OFENet, each the mean squared task gradient of its own thetas (read
+    before the cost gradient is added): a critic whose output reads none of its units gets none, the other one
+    does; an actor whose outputs read none of its units gets none."""
+    model = make_model(model_class=model_class, pruning_start=PRUNING["learning_starts"], prune_freq=10**6)
     model.learn(PRUNING["learning_starts"] + 5)
     with th.no_grad():
         model.critic.q_networks[1].out.weight.zero_()
         model.actor.mu.weight.zero_()
+        model.actor.log_std.weight.zero_()
     model.lr_schedule = lambda _: 0.0  # the actor's and the critics' weights stay as set
-    scales = model.regularizer.loss_scales
+    scales = model.regularizer.gradient_scales
     assert set(scales) == {"aux", "actor", "critic0", "critic1"}
     for scale in scales.values():
         scale.count, scale.value = 0, 0.0
-    model.train(gradient_steps=2 * SCALE_EVERY, batch_size=32)
-    assert scales["critic0"].value != 0.0 and scales["aux"].value != 0.0
+    model.train(gradient_steps=2, batch_size=32)
+    assert all(scale.count == 2 for scale in scales.values())
+    assert scales["critic0"].value > 0.0 and scales["aux"].value > 0.0
     assert scales["critic1"].value == 0.0 and scales["actor"].value == 0.0
 
 

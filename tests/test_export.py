@@ -48,10 +48,11 @@ def without_ofenet_layer(model):
 
 @pytest.fixture(scope="module")
 def models():
-    pruned = make_model().learn(400)
+    # c = 5: the tests' c = 20 leaves the actor too few units to act beyond |a| = 0.1, where the C check reads
+    pruned = make_model(cost_weight=5.0).learn(400)
     assert pruned.pruning_summary().params < pruned.pruning_summary().initial_params
     dense = make_model(cost_weight=0.0, policy_kwargs={**PRUNING["policy_kwargs"], "gates": "none"}).learn(150)
-    folded = make_model(pruning_end=300).learn(400)
+    folded = make_model(cost_weight=5.0, pruning_end=300).learn(400)
     assert folded.pruning_ended
     # the time cost model's layer gates, each unit's and each layer's theta anywhere in (0, 1]
     layer_gated = make_model(cost_model="time", time_calibration=CALIBRATION, pruning_start=None).learn(150)
@@ -59,9 +60,9 @@ def models():
     with th.no_grad():
         for gate in layer_gated.policy.ofenet.state.gates() + layer_gated.policy.actor.latent_pi.gates():
             gate.theta.copy_(th.rand(gate.n_units, generator=generator) * 0.9 + 0.1)
-    tqc = make_model(model_class=XiNetTQC, pruning_end=300).learn(400)
+    tqc = make_model(model_class=XiNetTQC, cost_weight=5.0, pruning_end=300).learn(400)
     layer_removed = without_ofenet_layer(make_model(pruning_start=None).learn(150))
-    sde = make_model(use_sde=True, pruning_end=300).learn(400)
+    sde = make_model(use_sde=True, cost_weight=5.0, pruning_end=300).learn(400)
     sac = SAC("MlpPolicy", "Pendulum-v1", learning_starts=50, policy_kwargs=dict(net_arch=[16, 16]), seed=0).learn(100)
     named = dict(pruned=pruned, dense=dense, folded=folded, layer_gated=layer_gated, tqc=tqc, layer_removed=layer_removed)
     return {**named, "sde": sde, "sac": sac}

@@ -1,33 +1,56 @@
-"""The loss scale prices a unit against the loss units can change: an irreducible floor (noise on the rewards,
-which no network can predict) leaves the loss the units hold where it was, where the loss level grows with it.
+"""The loss scale prices a unit against what its network's thetas can change: noise on the rewards (a floor no
+network can lower) leaves the pruning pressure (cost gradient over RMS task gradient, per critic layer) where it
+was, where the scales before it moved it (the loss level with the floor, the loss a tenth of the units hold with
+the flattening of TQC's quantile loss).
 
-The expected task gradient of a theta does not move with zero-mean noise on the targets of a squared error, so the
-pressure (cost over expected task gradient) stays where the scale stays. The measurement is
-``benchmarks.pressure.measure``, on the same rows, gate samples and drops with and without the noise.
+The measurement is ``benchmarks.pressure.measure``, on the same rows and gate samples with and without the noise;
+the parity of XiNetSAC's and XiNetTQC's pressure at the same widths is that benchmark's, on Hopper-v5.
 """
 
 import pytest
 
 from benchmarks.pressure import measure
 from sb3_xinet import XiNetSAC, XiNetTQC
+from sb3_xinet.cost import LossScale
+from sb3_xinet.regularizer import Regularizer
 from tests.helpers import PRUNING
 
-# noise of standard deviation 4 on Pendulum-v1's rewards (-16..0) raises the critics' loss level 2-4 times
+# noise of standard deviation 4 on Pendulum-v1's rewards (-16..0) raises the critics' loss level about 3 times
 NOISE = 4.0
-# the held loss moves by less than this: SAC's squared error not at all in expectation (here: the sampling error of
-# 20 batches); TQC's quantile loss flattens as the noise widens the return distribution, so the loss its units hold
-# falls with it (by about a third here)
-TOLERANCE = {XiNetSAC: 0.1, XiNetTQC: 0.4}
+# today's pressure moves by less than this per layer (measured: 2% at most, the sampling error of 20 batches)
+TOLERANCE = 0.05
 
 
-@pytest.mark.parametrize("algo_class", [XiNetSAC, XiNetTQC], ids=["XiNetSAC", "XiNetTQC"])
-def test_reward_noise_leaves_the_held_loss_where_the_loss_level_moves(algo_class):
+@pytest.fixture(scope="module", params=[XiNetSAC, XiNetTQC], ids=["XiNetSAC", "XiNetTQC"])
+def pressures(request):
+    """The pressure per critic layer and scale without and with noise on the rewards, after 100 steps of pruning."""
     settings = {**PRUNING, "pruning_start": 400, "prune_freq": 10**9, "cost_weight": 1.0}
-    model = algo_class("MlpPolicy", "Pendulum-v1", **settings).learn(500)
+    model = request.param("MlpPolicy", "Pendulum-v1", **settings).learn(500)
     quiet, noisy = (measure(model, batches=20, noise=noise, seed=0) for noise in (0.0, NOISE))
-    for before, after in zip(quiet, noisy, strict=True):
-        ratio = after["l_ref"] / before["l_ref"]
-        if before["scale"] == "held loss":
-            assert abs(ratio - 1) < TOLERANCE[algo_class], (before, after)
-        elif before["scale"] == "loss level":
-            assert ratio > 2, (before, after)
+    return request.param, list(zip(quiet, noisy, strict=True))
+
+
+def ratios(pairs: list, scale: str) -> list[float]:
+    return [after["pressure"] / before["pressure"] for before, after in pairs if before["scale"] == scale]
+
+
+def test_reward_noise_leaves_the_pressure_where_it_was(pressures):
+    algo_class, pairs = pressures
+    assert all(abs(ratio - 1) < TOLERANCE for ratio in ratios(pairs, "gradient RMS")), pairs
+    # the loss level grows with the floor (about 3 times here)
+    assert all(ratio > 2 for ratio in ratios(pairs, "loss level")), pairs
+    if algo_class is XiNetTQC:  # a quantile loss flattens as the return distribution widens: 17-25% less here
+        assert all(ratio < 1 - 2 * TOLERANCE for ratio in ratios(pairs, "held loss")), pairs
+
+
+def test_a_save_with_loss_values_for_scales_measures_gradient_scales_afresh():
+    """A regularizer saved by an older version kept loss values as ``loss_scales``: they are not what the gradient
+    scales read, so they go, and the scales start empty (:meth:`Regularizer.track` then makes them)."""
+    older = Regularizer()
+    state = {**older.__getstate__(), "loss_scales": {"critic0": LossScale(100)}}
+    del state["gradient_scales"]
+    loaded = Regularizer.__new__(Regularizer)  # as pickle loads it
+    loaded.__setstate__(state)
+    assert loaded.gradient_scales == {} and not hasattr(loaded, "loss_scales")
+    loaded.track(["critic0"])
+    assert loaded.gradient_scales["critic0"].count == 0

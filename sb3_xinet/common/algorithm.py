@@ -172,8 +172,6 @@ class XiNetAlgorithm(XiNetTraining):
             self._warn_fast_critics()
         self.regularizer.track([entry.loss for entry in self.policy.registry()])
         self._pending_logs = PendingLogs()
-        self._scale_generator = th.Generator(device=self.device)
-        self._scale_generator.manual_seed(self.seed or 0)
 
     def _warn_fast_critics(self) -> None:
         """Warn above :data:`STABLE_LEARNING_RATE`: the critics read OFENet's hundreds of features where SAC's read
@@ -202,10 +200,9 @@ class XiNetAlgorithm(XiNetTraining):
         if any(name in flat for name in FLAT_REGULARIZER):
             regularizer = self.regularizer
             changed = {name: flat.pop(name) for name in FLAT_REGULARIZER if name in flat}
-            scales = changed.pop("loss_scales", regularizer.loss_scales)
+            changed.pop("loss_scales", None)  # loss values, not what the gradient scales read: measured afresh
             settings = {name: getattr(regularizer, name) for name in FLAT_REGULARIZER[:-1]}
             self.regularizer = Regularizer(**{**settings, **changed})
-            self.regularizer.loss_scales = scales
             self.regularizer.initial_cost = regularizer.initial_cost
         if "initial_expected_params" in flat:
             time = self.regularizer.cost_model == "time"
@@ -223,8 +220,8 @@ class XiNetAlgorithm(XiNetTraining):
         super().save(*args, **kwargs)
 
     def _excluded_save_params(self) -> list[str]:
-        # tensors of this run's losses, and the loss scales' random generator
-        return [*super()._excluded_save_params(), "_pending_logs", "_scale_generator"]
+        # tensors of this run's losses
+        return [*super()._excluded_save_params(), "_pending_logs"]
 
     def _get_torch_save_params(self) -> tuple[list[str], list[str]]:
         state_dicts, variables = super()._get_torch_save_params()

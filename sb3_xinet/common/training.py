@@ -8,13 +8,13 @@ coefficient, the critics and the actor, the step adds:
    (collected with random actions until ``learning_starts``), before any RL update;
 2. one OFENet aux step per gradient step, on its own sample, with its own optimizer;
 3. while the pruning schedule (:mod:`sb3_xinet.schedule`) has the regularizer on, every theta also gets the
-   cost gradient of :mod:`sb3_xinet.regularizer`, and is projected onto its feasible set after each step.
+   cost gradient of :mod:`sb3_xinet.regularizer` (which reads the task gradient first: its loss scales), and is
+   projected onto its feasible set after each step.
 
 OFENet features are computed once per batch in inference mode, and each loss's gradient is taken w.r.t. its own
 network only, while ``phi_sa(s, pi(s))`` stays differentiable w.r.t. the action.
 """
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -28,13 +28,10 @@ from stable_baselines3.common.vec_env import VecNormalize
 from sb3_xinet.blocks import ACTOR, AUX_LOSS, CRITIC
 from sb3_xinet.common.train_logs import PendingLogs
 from sb3_xinet.gates import score_function_loss
-from sb3_xinet.nets import dropping_units
 from sb3_xinet.policies import XiNetActor, XiNetCritic, XiNetPolicy, copy_thetas_
-from sb3_xinet.regularizer import SCALE_EVERY, CostGrads, Regularizer
+from sb3_xinet.regularizer import CostGrads, Regularizer
 
 Values = tuple[th.Tensor, ...]  # the outputs of every critic, in order
-SCALE_ROWS = 64  # batch rows on which the loss the units hold is measured at every step (see Regularizer)
-DROP_RATE = 0.1  # the measured loss is the one a tenth of the units hold (the unit of c, see Regularizer)
 FLUSH_STEPS = 100  # on a GPU, gradient steps between two reads of the logged losses (see PendingLogs)
 
 
@@ -50,7 +47,6 @@ class StepParameters:
     target_thetas: list[th.nn.Parameter]
     critic_losses: list[str]  # the loss-scale keys of the critics, in the order of their outputs
     reinforce: bool  # the gates of the actor and the critics learn by REINFORCE
-    measure: bool  # the loss scales are measured (every SCALE_EVERY gradient steps)
 
 
 class XiNetTraining(OffPolicyAlgorithm):
@@ -78,7 +74,6 @@ class XiNetTraining(OffPolicyAlgorithm):
     ofenet_pretrained: bool
     pruning_ended: bool
     _pending_logs: PendingLogs
-    _scale_generator: th.Generator  # the loss scales' drops: measuring leaves the training's random numbers alone
 
     def _next_value(self, next_values: Values) -> th.Tensor:
         """The next state-action's value from the target critics' outputs (mean gates): (batch, 1), or (batch, k)
@@ -104,14 +99,12 @@ class XiNetTraining(OffPolicyAlgorithm):
                 if not group.get("theta", False):
                     group["lr"] = lr
 
-    def _aux_step(self, batch_size: int, cost_grads: CostGrads | None, measure: bool = False) -> tuple[th.Tensor, th.Tensor]:
-        """One OFENet update on its own sample: aux loss, cost gradient, projection. Returns the loss and (when
-        ``measure``, else 0) the aux loss OFENet's units hold, before the update (tensors, read by the caller once
-        per ``train()`` call)."""
+    def _aux_step(self, batch_size: int, cost_grads: CostGrads | None) -> th.Tensor:
+        """One OFENet update on its own sample: aux loss, cost gradient, projection. Returns the loss (a tensor,
+        read by the caller once per ``train()`` call)."""
         ofenet = self.policy.ofenet
         data = sample_one_step(self.replay_buffer, batch_size, self._vec_normalize_env)
         obs, next_obs = self.policy.obs_to_float(data.observations), self.policy.obs_to_float(data.next_observations)
-        held = self._held_aux_loss(obs, data.actions, next_obs) if measure else th.zeros(())
         per_sample = ofenet.aux_loss(obs, data.actions, next_obs, reduction="none")
         loss = per_sample.mean()
         surrogate = loss
@@ -123,12 +116,11 @@ class XiNetTraining(OffPolicyAlgorithm):
         self.policy.ofenet_optimizer.step()
         if self.regularizer.active:
             ofenet.project_()
-        return loss.detach(), held
+        return loss.detach()
 
     def _pretrain_ofenet(self, batch_size: int) -> None:
-        """Aux steps on the warm-up data. They do not enter the aux loss scale, which describes the pre-trained
-        OFENet (whose loss the cost is weighed against), not the random one."""
-        losses = [self._aux_step(batch_size, None)[0] for _ in range(self.ofenet_pretrain_steps)]
+        """Aux steps on the warm-up data (no cost gradient: the regularizer is off until pruning starts)."""
+        losses = [self._aux_step(batch_size, None) for _ in range(self.ofenet_pretrain_steps)]
         self.ofenet_pretrained = True
         if losses:
             self.logger.record("train/ofenet_pretrain_loss", th.stack(losses[-100:]).mean().item())
@@ -164,8 +156,7 @@ class XiNetTraining(OffPolicyAlgorithm):
         OFENet's pre-training on the warm-up data."""
         step = self._start_training(batch_size)
         for gradient_step in range(gradient_steps):
-            measure = step.measure and (self._n_updates + gradient_step) % SCALE_EVERY == 0
-            self._gradient_step(batch_size, step, gradient_step % self.target_update_interval == 0, measure)
+            self._gradient_step(batch_size, step, gradient_step % self.target_update_interval == 0)
         self._n_updates += gradient_steps
         if self.device.type == "cpu" or len(self._pending_logs) >= FLUSH_STEPS:
             self._flush_train_logs()
@@ -196,13 +187,11 @@ class XiNetTraining(OffPolicyAlgorithm):
             target_thetas=target_thetas,
             critic_losses=[entry.loss for entry in policy.heads() if entry.role == CRITIC],
             reinforce=policy.gate_estimator == "reinforce" and active and policy.gates == "all",
-            # the loss scales serve the cost gradient: not measured once pruning is off for good
-            measure=self.regularizer.enabled and not self.pruning_ended,
         )
 
-    def _gradient_step(self, batch_size: int, step: StepParameters, update_targets: bool, measure: bool) -> None:
-        """One update of the entropy coefficient, the critics, the actor and OFENet, then the loss scales, the
-        thetas' projection and the target critics."""
+    def _gradient_step(self, batch_size: int, step: StepParameters, update_targets: bool) -> None:
+        """One update of the entropy coefficient, the critics, the actor and OFENet, then the thetas' projection
+        and the target critics."""
         if self.use_sde:
             self.actor.reset_noise()  # as SAC.train: a new exploration matrix for every gradient step
         cost_grads = self.regularizer.gradients(self.policy)
@@ -217,10 +206,7 @@ class XiNetTraining(OffPolicyAlgorithm):
         z_sa, target = self._critic_target(replay_data, z_s, z_s_next, ent_coef)
         self._critic_step(z_sa, target, step, cost_grads)
         self._actor_step(z_s, actions_pi, ent_coef * log_prob, step, cost_grads)
-        aux_loss, aux_held = self._aux_step(batch_size, cost_grads, measure)
-        self._pending_logs.append("aux", aux_loss)
-        if measure:
-            self._record_loss_scales(z_s, z_sa, target, aux_held)
+        self._pending_logs.append("aux", self._aux_step(batch_size, cost_grads))
         if self.regularizer.active:
             self.policy.project_heads_()
             # the targets' thetas are their critics' (XiNetPolicy.critic_parameters)
@@ -279,61 +265,18 @@ class XiNetTraining(OffPolicyAlgorithm):
         self.regularizer.add_gradients(cost_grads, ACTOR)
         self.actor.optimizer.step()
 
-    @th.no_grad()
-    def _record_loss_scales(self, z_s: th.Tensor, z_sa: th.Tensor, target: th.Tensor, aux_held: th.Tensor) -> None:
-        """This step's values of the loss scales, in the order of :meth:`_loss_scale_names`: the loss each critic's
-        units hold, the actor's, OFENet's (measured in the aux step). See :mod:`sb3_xinet.regularizer`."""
-        z_s, z_sa, target = z_s[:SCALE_ROWS], z_sa[:SCALE_ROWS], target[:SCALE_ROWS]
-        critics = [self.critic]
-
-        def critic_losses() -> th.Tensor:
-            return self._critic_losses(self.critic.q_values(z_sa, stochastic=False), target).mean(dim=1)
-
-        def actor_value() -> th.Tensor:
-            mean_actions, log_std, kwargs = self.actor.dist_params(z_s, stochastic_gates=False)
-            actions = self.actor.action_dist.actions_from_params(mean_actions, log_std, deterministic=True, **kwargs)
-            z_sa_pi = self.policy.ofenet.phi_sa_from_state(z_s, actions)
-            return self._actor_value(self.critic.q_values(z_sa_pi, stochastic=False)).mean()
-
-        held_critics = held_loss(critic_losses, critics, self._scale_generator)
-        held_actor = held_loss(lambda: -actor_value(), [self.actor], self._scale_generator)
-        self.regularizer.record_scales(th.cat([held_critics, held_actor.reshape(1), aux_held.reshape(1)]))
-
-    @th.no_grad()
-    def _held_aux_loss(self, obs: th.Tensor, actions: th.Tensor, next_obs: th.Tensor) -> th.Tensor:
-        """The aux loss OFENet's units hold, in inference mode (running BatchNorm statistics, mean gates)."""
-        ofenet = self.policy.ofenet
-        obs, actions, next_obs = obs[:SCALE_ROWS], actions[:SCALE_ROWS], next_obs[:SCALE_ROWS, : ofenet.target_dim]
-
-        def aux_loss() -> th.Tensor:
-            return (ofenet.head(ofenet.phi_sa(obs, actions)) - next_obs).pow(2).mean()
-
-        return held_loss(aux_loss, [ofenet], self._scale_generator)
-
-    def _loss_scale_names(self) -> list[str]:
-        """The loss-scale keys in the order :meth:`_record_loss_scales` records them."""
-        return [*(entry.loss for entry in self.policy.heads() if entry.role == CRITIC), ACTOR, AUX_LOSS]
-
     def _flush_train_logs(self) -> None:
-        """Log the means of the losses since the last flush and update the loss scales with their values (see
-        :class:`~sb3_xinet.common.train_logs.PendingLogs`). The cost gradient meanwhile uses the scales as last
-        flushed: they average over ``loss_scale_window`` steps, so a lag of ``FLUSH_STEPS`` changes nothing."""
+        """Log the means of the losses since the last flush and update the loss scales with the gradients recorded
+        since (see :class:`~sb3_xinet.common.train_logs.PendingLogs`). The cost gradient meanwhile uses the scales
+        as last flushed: they average over ``loss_scale_window`` steps, so a lag of ``FLUSH_STEPS`` changes
+        nothing."""
         if self._pending_logs.empty:
             return
         self._pending_logs.flush(self.logger)
-        self.regularizer.apply_scales(self._loss_scale_names())
+        self.regularizer.apply_scales()
         self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
         if self.regularizer.cost_term is not None:
             self.logger.record("xinet/cost_term", float(self.regularizer.cost_term))
-
-
-def held_loss(loss: Callable[[], th.Tensor], modules: list[th.nn.Module], generator: th.Generator | None = None) -> th.Tensor:
-    """The loss a tenth of the gated units of ``modules`` hold: the rise of ``loss`` (a deterministic pass, mean
-    gates) when each unit is dropped with probability ``DROP_RATE``, per row (see :mod:`sb3_xinet.regularizer`)."""
-    full = loss()
-    with dropping_units(modules, DROP_RATE, generator):
-        dropped = loss()
-    return dropped - full
 
 
 def sample_one_step(buffer: ReplayBuffer, batch_size: int, env: VecNormalize | None) -> ReplayBufferSamples:
