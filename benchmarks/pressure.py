@@ -122,7 +122,7 @@ def measure(model: XiNetTraining, batches: int, noise: float, seed: int, rows: i
     table = []
     for index, q_net in enumerate(model.critic.q_networks):
         name = f"critic{index}"
-        costs = dict(cost_grads[name])
+        costs = {gate.theta: gate.cost_grad for gate in cost_grads[name]}
         for layer_index, layer in enumerate(q_net.latent.layers):
             task = th.stack([grads[index][layer_index] for grads, _ in terms])
             task_rms = float(task.pow(2).mean().sqrt())

@@ -44,12 +44,13 @@ class Priced(Protocol):
 
 
 class LossScale:
-    """Running mean of a loss scale (the ``L_ref`` of the regularizer's penalty, :mod:`sb3_xinet.regularizer`):
-    the n-th update weighted by n**2 at first, then an exponential moving average with time constant ``window``
-    (from the update where its rate, ``n**2 / sum(k**2)``, about ``3 / n``, falls to ``1 / window``).
+    """Running mean of a loss's scale (the mean squared task gradient behind ``L_ref``,
+    :mod:`sb3_xinet.regularizer`): the n-th update weighted by n**2 at first, then an exponential moving average
+    with time constant ``window`` (from the update where its rate, ``n**2 / sum(k**2)``, about ``3 / n``, falls to
+    ``1 / window``).
 
-    The growing weights forget the first updates: a plain mean would keep the large values of the network's first
-    steps after the random warm-up in the scale for the whole window; here the first tenth of the updates weighs
+    The growing weights forget the first updates: a plain mean would keep them (the gradients of the networks as
+    they were when pruning started) in the scale for the whole window; here the first tenth of the updates weighs
     0.1% of the mean.
 
     Plain floats only, so it saves with the model (and it stays in this module, where saves refer to it).

@@ -227,6 +227,10 @@ class GatedBlock(nn.Module):
         """Every gate of the block: each layer's unit gates, then its layer gate."""
         return [gate for layer in self.layers for gate in layer.gates()]
 
+    def unit_gates(self) -> list[BernoulliGate]:
+        """The unit gates of the block (no layer gate)."""
+        return [layer.gate for layer in self.layers if layer.gate is not None]
+
     def log_prob(self) -> th.Tensor:
         """Summed log-probability of the last stochastic sample of every REINFORCE gate, per batch element."""
         log_probs = [gate.last_log_prob for gate in self.gates() if gate.last_log_prob is not None]

@@ -12,8 +12,10 @@ the many per-layer regularization weights ``mu_j = c * dC/dtheta_j`` are all set
 networks as they shrink.
 
 ``L_ref`` is measured in the currency the decision is made in, the task gradient of the thetas: it is
-``GRADIENT_UNIT`` times the sum, over the network's thetas, of the root mean square of their task gradient (the
-gradient of the loss alone, read before the cost gradient is added; ``N * RMS`` over the network's ``N`` thetas).
+``GRADIENT_UNIT`` times the sum, over the network's unit thetas, of the root mean square of their task gradient
+(the gradient of the loss alone, read before the cost gradient is added; ``N * RMS`` over the network's ``N`` unit
+thetas). Layer gates (the time cost model's) are priced with it but not part of it: a layer gate's gradient is the
+sum of its units', so it would count the layer's units again, many times over.
 A theta drifts to 0 when its expected task gradient does not outweigh its cost gradient, so a unit is kept when
 ``-E[dL/dtheta_j] / RMS > c * GRADIENT_UNIT * N * (dC/dtheta_j) / C0``: its pull, relative to the gradients its
 network's thetas see, beats its share of the cost. A loss's units, its type (SAC's squared error, TQC's quantile
@@ -31,7 +33,7 @@ per ``train()`` call on a CPU): the cost gradients of the first steps of pruning
 
 import math
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import torch as th
 
@@ -46,7 +48,17 @@ COST_REFRESH = 10  # gradient steps between two computations of dC/dtheta
 # XiNetSAC's parameters in a short pruning phase on Hopper-v5 as the scale before it (the loss a tenth of the units
 # hold): 46% left against 49% after 6,000 steps of pruning (benchmarks/short_pruning.py; docs/design.md).
 GRADIENT_UNIT = 0.25
-CostGrads = dict[str, list[tuple[th.Tensor, th.Tensor]]]
+
+
+class GateGrad(NamedTuple):
+    """A gate's theta, its cost gradient ``dC/dtheta``, and whether it is a unit gate (not a layer gate)."""
+
+    theta: th.Tensor
+    cost_grad: th.Tensor
+    unit: bool
+
+
+CostGrads = dict[str, list[GateGrad]]
 
 
 class GatedPolicy(Protocol):
@@ -144,7 +156,8 @@ class Regularizer:
         self.gradient_scales = {name: scales.get(name, LossScale(self.loss_scale_window)) for name in losses}
 
     def loss_scale(self, loss: str, n_thetas: int) -> float:
-        """``L_ref`` of the ``n_thetas`` thetas that pay with ``loss`` (0 until their gradients are measured)."""
+        """``L_ref`` of the ``n_thetas`` unit thetas that pay with ``loss`` (0 until their gradients are
+        measured)."""
         return gradient_scale(self.gradient_scales[loss].value, n_thetas)
 
     def expected_cost(self, policy: GatedPolicy) -> th.Tensor:
@@ -176,22 +189,25 @@ class Regularizer:
         self.cost_term = self.cost_weight * expected.detach() / self.initial_cost
         cost_grads: CostGrads = {}
         for entry in registry:
-            cost_grads.setdefault(entry.loss, []).extend((gate.theta, grads[gate.theta]) for gate in entry.block.gates())
+            units = {id(gate) for gate in entry.block.unit_gates()}
+            cost_grads.setdefault(entry.loss, []).extend(
+                GateGrad(gate.theta, grads[gate.theta], id(gate) in units) for gate in entry.block.gates()
+            )
         self._cache = (1, cost_grads)
         return cost_grads
 
     def add_gradients(self, cost_grads: CostGrads | None, loss: str) -> None:
-        """Record the mean squared task gradient of the thetas that pay with ``loss`` (their ``.grad``, which must
-        hold the task gradient alone), then add ``c * L_ref / C0 * dC/dtheta`` to it."""
+        """Record the mean squared task gradient of the unit thetas that pay with ``loss`` (their ``.grad``, which
+        must hold the task gradient alone), then add ``c * L_ref / C0 * dC/dtheta`` to every theta that pays."""
         if cost_grads is None:
             return
-        pairs = cost_grads.get(loss, [])
-        task = [theta.grad.flatten() for theta, _ in pairs if theta.grad is not None]
+        gates = cost_grads.get(loss, [])
+        task = [gate.theta.grad.flatten() for gate in gates if gate.unit and gate.theta.grad is not None]
         if task:
             self._pending_scales.append((loss, th.cat(task).pow(2).mean()))
-        n_thetas = sum(theta.numel() for theta, _ in pairs)
+        n_thetas = sum(gate.theta.numel() for gate in gates if gate.unit)
         factor = penalty_weight(self.cost_weight, self.loss_scale(loss, n_thetas), self.initial_cost)
-        for theta, grad in pairs:
+        for theta, grad, _ in gates:
             if theta.grad is None:
                 theta.grad = factor * grad
             else:

@@ -9,16 +9,26 @@ from torch import nn
 from sb3_xinet.cost import LossScale
 from sb3_xinet.gates import BernoulliGate, bernoulli_log_prob, score_function_loss
 from sb3_xinet.nets import GatedLayer
-from sb3_xinet.regularizer import check_cost_weight, penalty_weight
+from sb3_xinet.regularizer import check_cost_weight, gradient_scale, penalty_weight
 
 N_SIGNAL, N_NOISE = 4, 4
 
 
-def train_toy(estimator: str, cost_weight: float, loss_factor: float = 1.0, steps: int = 1400, warmup: int = 600) -> th.Tensor:
+def train_toy(
+    estimator: str,
+    cost_weight: float,
+    loss_factor: float = 1.0,
+    steps: int = 1400,
+    warmup: int = 600,
+    scale_from: str = "loss",
+) -> th.Tensor:
     """Fit ``y = sum_j w_j tanh(x_j)`` (j < 4) + noise with 8 gated units, unit j reading input j only.
 
-    Units 0-3 carry the signal; units 4-7 read inputs the target does not depend on. The penalty starts
-    after a warm-up that also measures the loss scale. Returns the final thetas.
+    Units 0-3 carry the signal; units 4-7 read inputs the target does not depend on. The penalty starts after a
+    warm-up. Its scale: ``"loss"``, the loss level measured during the warm-up, then frozen (tests of the gates);
+    ``"gradient"``, the regularizer's (:func:`sb3_xinet.regularizer.gradient_scale`): from the penalty's start, a
+    running mean of the thetas' mean squared task gradient, read before the cost gradient is added. Returns the
+    final thetas.
     """
     th.manual_seed(0)
     layer = GatedLayer(8, 8, activation_fn=nn.Tanh, batch_norm=False, estimator=estimator)
@@ -36,20 +46,24 @@ def train_toy(estimator: str, cost_weight: float, loss_factor: float = 1.0, step
 
     p0 = expected_params().item()
     scale = LossScale(window=100)
+    theta = layer.gate.theta
     for step in range(steps):
         x = th.randn(256, 8)
         y = th.tanh(x[:, :N_SIGNAL]) @ teacher + 0.1 * th.randn(256)
         per_sample = loss_factor * (head(layer(x, stochastic=True)).squeeze(1) - y) ** 2
-        task = per_sample.mean()
-        loss = task
-        if step < warmup:
-            scale.update(task.item())
-        else:
-            loss = loss + penalty_weight(cost_weight, scale.value, p0) * expected_params()
+        loss = per_sample.mean()
+        if scale_from == "loss" and step < warmup:
+            scale.update(loss.item())
         if estimator == "reinforce":
             loss = loss + score_function_loss(layer.gate.last_log_prob, per_sample)
         optimizer.zero_grad()
         loss.backward()
+        if step >= warmup:
+            l_ref = scale.value if scale_from == "loss" else gradient_scale(scale.value, theta.numel())
+            if scale_from == "gradient":
+                scale.update(float(theta.grad.pow(2).mean()))
+            (cost_grad,) = th.autograd.grad(expected_params(), theta)
+            theta.grad.add_(cost_grad, alpha=penalty_weight(cost_weight, l_ref, p0))
         optimizer.step()
         layer.gate.project_()
         assert 0.0 <= layer.gate.theta.min() and layer.gate.theta.max() <= 1.0
@@ -62,6 +76,16 @@ def test_useless_units_reach_zero_and_signal_units_stay(estimator, steps):
     theta = train_toy(estimator, cost_weight=5.0, steps=steps)
     assert th.all(theta[N_SIGNAL:] == 0.0), theta
     assert th.all(theta[:N_SIGNAL] > 0.95), theta
+
+
+def test_the_gradient_scale_drops_useless_units_and_keeps_signal_units_whatever_the_loss_scale():
+    """The regularizer's scale, from the penalty's start: noise units reach 0, signal units stay; multiplying the
+    loss by 100 leaves the thetas where they were (they are priced in their own gradient)."""
+    theta = train_toy("straight_through", cost_weight=3.0, scale_from="gradient")
+    assert th.all(theta[N_SIGNAL:] == 0.0), theta
+    assert th.all(theta[:N_SIGNAL] > 0.95), theta
+    scaled = train_toy("straight_through", cost_weight=3.0, loss_factor=100.0, scale_from="gradient")
+    th.testing.assert_close(scaled, theta, atol=1e-3, rtol=0.0)
 
 
 def test_without_cost_no_unit_reaches_zero():

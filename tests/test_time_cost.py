@@ -210,3 +210,22 @@ def test_the_calibration_times_a_gsde_model_with_gsde():
     model = make_model(cost_weight=0.0, use_sde=True)
     twin = dense_model(model, None)
     assert twin.use_sde and twin.actor.use_sde
+
+
+def test_layer_gates_pay_with_their_loss_but_do_not_enter_its_scale():
+    """A layer gate's task gradient sums its units': counted in the scale, it would count them again. The aux
+    loss's scale reads OFENet's unit thetas only; the layer gates still get the cost gradient."""
+    model = make_model(cost_model="time", time_calibration=CALIBRATION, pruning_start=0)
+    regularizer = model.regularizer
+    regularizer.switch(True)
+    gates = regularizer.gradients(model.policy)["aux"]
+    layers = [layer for block in model.policy.ofenet.blocks().values() for layer in block.layers]
+    assert [gate.theta for gate in gates if not gate.unit] == [layer.layer_gate.theta for layer in layers]
+    assert [gate.theta for gate in gates if gate.unit] == [layer.gate.theta for layer in layers]
+    for gate in gates:
+        gate.theta.grad = th.full_like(gate.theta, 1.0 if gate.unit else 100.0)
+    regularizer.add_gradients({"aux": gates}, "aux")
+    regularizer.apply_scales()
+    assert regularizer.gradient_scales["aux"].value == 1.0
+    regularizer.add_gradients({"aux": gates}, "aux")  # now with a scale: the layer gates pay too
+    assert all(float(gate.theta.grad.min()) > (1.0 if gate.unit else 100.0) for gate in gates)
