@@ -377,7 +377,8 @@ class XiNetPolicy(BasePolicy):
     :param ofenet_kwargs: keyword arguments of :class:`~sb3_xinet.ofenet.OFENet` (``state_units``,
         ``state_action_units``, ``target_dim``, ``batch_norm``); default 6 x 40 units per branch
     :param gates: which hidden units are gated: ``"all"``, ``"ofenet"`` or ``"none"`` (dense baseline)
-    :param gate_estimator: ``"straight_through"`` or ``"reinforce"``
+    :param gate_estimator: ``"straight_through"`` or ``"reinforce"`` (unbiased but noisier; the loss scales are the
+        thetas' gradient RMS, so its noise makes the same ``cost_weight`` prune harder: use a smaller one)
     :param ofenet_learning_rate: learning rate of OFENet's aux-loss optimizer
     :param theta_learning_rate: learning rate of every theta (its own parameter group)
     :param architecture: current widths of a pruned policy; written by pruning and read on load, leave it None
