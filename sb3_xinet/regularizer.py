@@ -189,9 +189,9 @@ class Regularizer:
         self.cost_term = self.cost_weight * expected.detach() / self.initial_cost
         cost_grads: CostGrads = {}
         for entry in registry:
-            units = {id(gate) for gate in entry.block.unit_gates()}
+            units = entry.block.unit_gates()
             cost_grads.setdefault(entry.loss, []).extend(
-                GateGrad(gate.theta, grads[gate.theta], id(gate) in units) for gate in entry.block.gates()
+                GateGrad(gate.theta, grads[gate.theta], gate in units) for gate in entry.block.gates()
             )
         self._cache = (1, cost_grads)
         return cost_grads
