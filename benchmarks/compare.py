@@ -71,6 +71,7 @@ RUN_FIELDS = [
     "wall_s",
     "machine",
     "ofenet_layers",
+    "pruning_end",
     "commit",
 ]
 CURVE_FIELDS = ["env", "algo", "seed", "step", "return_mean", "return_std", "params", "steps_per_s", "units"]
@@ -134,6 +135,8 @@ def train_one(env_id: str, algo: str, seed: int, args: argparse.Namespace) -> st
     shared = dict(learning_starts=args.learning_starts, ofenet_pretrain_steps=args.ofenet_pretrain_steps)
     widths = tuple(int(width) for width in args.small_widths.split(",")) if CONFIGS[algo].role == "small" else None
     kwargs = config_kwargs(algo, dict(shared, cost_weight=args.cost_weight), widths)
+    if CONFIGS[algo].role == "xinet" and args.pruning_end is not None:
+        kwargs["pruning_end"] = args.pruning_end
     eval_env = Monitor(gym.make(env_id))
     eval_env.reset(seed=10_000 + seed)
 
@@ -222,6 +225,7 @@ def train_one(env_id: str, algo: str, seed: int, args: argparse.Namespace) -> st
             wall_s=round(callback.wall, 1),
             machine=f"{machine(args.threads)} per run",
             ofenet_layers=ofenet_layers(model),
+            pruning_end=model.pruning_schedule.end if CONFIGS[algo].role == "xinet" else "",
             commit=version,
         ),
     )
@@ -237,6 +241,12 @@ def main() -> None:
     parser.add_argument("--learning-starts", type=int, default=10_000)
     parser.add_argument("--ofenet-pretrain-steps", type=int, default=10_000)
     parser.add_argument("--cost-weight", type=float, default=1.0)
+    parser.add_argument(
+        "--pruning-end",
+        type=int,
+        default=None,
+        help="env step at which the XiNet runs fold their gates (default: the package's)",
+    )
     parser.add_argument("--small-widths", default="auto", help='"ofenet,actor,critic" widths, or auto')
     parser.add_argument("--eval-freq", type=int, default=10_000)
     parser.add_argument("--eval-episodes", type=int, default=5)

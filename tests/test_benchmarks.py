@@ -39,7 +39,8 @@ def rows(path: Path) -> list[dict[str, str]]:
 @pytest.mark.slow
 def test_a_sliced_sweep_resumes_from_its_checkpoint_and_skips_finished_runs(tmp_path):
     out = tmp_path / "sweep"
-    assert "paused at step 100" in compare(out, "--algos", "xinet_sac", "--seeds", "0", "--max-hours", "1e-9")
+    paused = compare(out, "--algos", "xinet_sac", "--seeds", "0", "--max-hours", "1e-9", "--pruning-end", "20000")
+    assert "paused at step 100" in paused
     curve = out / "curves" / "Pendulum-v1_xinet_sac_0.csv"
     assert [row["step"] for row in rows(curve)] == ["100"]
     assert not (out / "runs.csv").exists()
@@ -57,6 +58,7 @@ def test_a_sliced_sweep_resumes_from_its_checkpoint_and_skips_finished_runs(tmp_
     (run,) = rows(out / "runs.csv")
     assert (run["algo"], run["steps"], run["params"]) == ("xinet_sac", "300", rows(curve)[-1]["params"])
     assert run["commit"] == state["commit"]
+    assert run["pruning_end"] == "20000"  # the schedule the run started with, kept through the resume
     final = XiNetSAC.load(out / "Pendulum-v1_xinet_sac_0.zip", device="cpu")  # the final model is kept
     assert (final.num_timesteps, final.pruning_summary().params) == (300, int(run["params"]))
 
