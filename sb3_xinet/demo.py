@@ -11,14 +11,15 @@ gates are folded into the weights; the last 35% trains the pruned network as a p
 lets it recover from the removals (ending pruning at 75% of 6,000 steps, c = 0.3 kept 27-30% of the parameters
 and returned -553 and -576 over two seeds: the swing-up learned in some episodes, not in others). The networks
 are small (OFENet 3 x 16 units per branch, actor and critics 64-64: Pendulum needs no more) and learn fast
-(learning rate 1e-3, the RL Zoo's for SAC on Pendulum-v1; thetas 0.02). ``--cost-weight`` is 0.2, not the
-packaged 1: at c = 1 a run this short cuts the critics to a few units before they have learned the swing-up.
+(learning rate 1e-3, the RL Zoo's for SAC on Pendulum-v1; thetas 0.02). ``--cost-weight`` is the packaged 1.
 
-Measured on 2026-11-30 (one thread of a 2-core CPU; a random policy gets about -1,200, a trained one about -150),
-mean return over 10 episodes of the reloaded agent: with these settings -232.6 (seed 0, 39% of the parameters
-kept) and -241.7 (seed 1). A run this short is sensitive to its length: 3,000 steps gave -218.8, -830.3 and
--170.2 (seeds 0, 1, 2) and 3,500 steps -674.3 (seed 0); with a 10% warm-up, 4,000 steps gave -190.8 and 5,000
-steps -185.0 (seed 0). Give other seeds more ``--steps`` if they have not learned the swing-up.
+Measured on 2026-11-30 with the loss scale of today (one thread of a 2-core CPU; a random policy gets about
+-1,200, a trained one about -150), mean return over 10 episodes of the reloaded agent: -292.3 (seed 0, 48.2% of
+the parameters kept) and -210.6 (seed 1, 51.5%); c = 0.2 kept 74.2% (seed 0, -229.6). With the loss scale
+before it (the loss a tenth of the units hold) c = 0.2 kept 39% (-232.6 and -241.7), and a run this short was
+sensitive to its length: 3,000 steps gave -218.8, -830.3 and -170.2 (seeds 0, 1, 2) and 3,500 steps -674.3 (seed
+0); with a 10% warm-up, 4,000 steps gave -190.8 and 5,000 steps -185.0 (seed 0). Give other seeds more
+``--steps`` if they have not learned the swing-up.
 
 It then writes the actor (OFENet's kept state features, the actor, tanh and the rescaling to the action bounds)
 as C99 (``--c-out``; :mod:`sb3_xinet.c_actor`) and prints its size next to the dense network's. It runs on one
@@ -67,7 +68,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--env", default="Pendulum-v1", help="a Gymnasium env id with Box actions")
     parser.add_argument("--steps", type=int, default=3200, help="env steps of the whole run")
-    parser.add_argument("--cost-weight", type=float, default=0.2, help="c, the one regularization knob")
+    parser.add_argument("--cost-weight", type=float, default=1.0, help="c, the one regularization knob")
     parser.add_argument("--episodes", type=int, default=10, help="evaluation episodes of the reloaded agent")
     parser.add_argument("--c-out", default="exported/xinet_demo", help="folder for the C actor (xinet.h, xinet.c)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads")
