@@ -180,8 +180,23 @@ def improvement_pairs(scores: Scores, focus: str) -> dict[str, tuple[np.ndarray,
     }
 
 
-def estimates(scores: Scores, focus: str, reps: int, seed: int) -> dict[str, list[dict]]:
-    """Per-task IQMs of raw scores, aggregates of normalised ones, probabilities of improvement of ``focus``."""
+def bootstraps(scores: Scores, focus: str, reps: int, seed: int) -> dict[str, tuple[dict, dict]]:
+    """The aggregates of the normalised scores and the probabilities of improvement of ``focus`` (point estimates,
+    intervals): the tables and the plots both read them, so the costly bootstraps run once."""
+    return dict(
+        aggregates=interval_estimates(scores.normalised, aggregate, reps, seed),
+        improvements=interval_estimates(improvement_pairs(scores, focus), metrics.probability_of_improvement, reps, seed),
+    )
+
+
+def color(algo: str) -> str:
+    """A configuration's colour, the same in every plot."""
+    return f"C{list(CONFIGS).index(algo)}"
+
+
+def estimates(scores: Scores, focus: str, reps: int, seed: int, boots: dict[str, tuple[dict, dict]]) -> dict[str, list[dict]]:
+    """Per-task IQMs of raw scores (bootstrapped here), aggregates of normalised ones and probabilities of improvement
+    of ``focus`` (from ``boots``, :func:`bootstraps`)."""
     tasks = []
     for index, env in enumerate(scores.envs):
         per_task = {algo: raw[:, [index]] for algo, raw in scores.raw.items()}
@@ -204,7 +219,7 @@ def estimates(scores: Scores, focus: str, reps: int, seed: int) -> dict[str, lis
                     params=params,
                 )
             )
-    point, interval = interval_estimates(scores.normalised, aggregate, reps, seed)
+    point, interval = boots["aggregates"]
     aggregates = []
     for algo in scores.algos:
         for i, name in enumerate(AGGREGATES):
@@ -212,10 +227,9 @@ def estimates(scores: Scores, focus: str, reps: int, seed: int) -> dict[str, lis
             aggregates.append(
                 dict(algo=CONFIGS[algo].label, metric=name, value=round(float(point[algo][i]), 3), low=low, high=high)
             )
-    pairs = improvement_pairs(scores, focus)
-    point, interval = interval_estimates(pairs, metrics.probability_of_improvement, reps, seed)
+    point, interval = boots["improvements"]
     improvements = []
-    for pair in pairs:
+    for pair in point:
         low, high = (round(float(value), 3) for value in interval[pair][:, 0])
         other = CONFIGS[pair.split(",")[1]].label
         probability = round(float(point[pair]), 3)
@@ -225,15 +239,15 @@ def estimates(scores: Scores, focus: str, reps: int, seed: int) -> dict[str, lis
     return dict(tasks=tasks, aggregates=aggregates, improvements=improvements)
 
 
-def plot_rliable(scores: Scores, focus: str, reps: int, seed: int, sweep: Path) -> None:
-    """rliable's interval, improvement and profile plots, from the normalised scores."""
+def plot_rliable(scores: Scores, boots: dict[str, tuple[dict, dict]], reps: int, sweep: Path) -> None:
+    """rliable's interval, improvement and profile plots, from the normalised scores and their :func:`bootstraps`."""
     labels = {algo: CONFIGS[algo].label for algo in scores.algos}
 
     def relabel(values: dict) -> dict:
         return {labels[key] if key in labels else ",".join(labels[a] for a in key.split(",")): v for key, v in values.items()}
 
-    colors = {label: f"C{list(CONFIGS).index(algo)}" for algo, label in labels.items()}
-    point, interval = interval_estimates(scores.normalised, aggregate, reps, seed)
+    colors = {label: color(algo) for algo, label in labels.items()}
+    point, interval = boots["aggregates"]
     fig, _ = plot_utils.plot_interval_estimates(
         relabel(point),
         relabel(interval),
@@ -245,7 +259,7 @@ def plot_rliable(scores: Scores, focus: str, reps: int, seed: int, sweep: Path) 
     )
     fig.savefig(sweep / "evidence_intervals.png", dpi=120, bbox_inches="tight")
     plt.close(fig)
-    point, interval = interval_estimates(improvement_pairs(scores, focus), metrics.probability_of_improvement, reps, seed)
+    point, interval = boots["improvements"]
     ax = plot_utils.plot_probability_of_improvement(relabel(point), relabel(interval), figsize=(5, 1 + 0.5 * len(point)))
     ax.figure.savefig(sweep / "evidence_improvement.png", dpi=120, bbox_inches="tight")
     plt.close(ax.figure)
@@ -275,7 +289,7 @@ def plot_curves(scores: Scores, reps: int, seed: int, sweep: Path) -> None:
     for x_axis in ("steps", "seconds"):
         fig, axes = plt.subplots(1, n + 1, figsize=(4.2 * (n + 1), 3.6), squeeze=False)
         for algo in scores.algos:
-            color, label = f"C{list(CONFIGS).index(algo)}", CONFIGS[algo].label
+            line, label = color(algo), CONFIGS[algo].label
             returns = scores.curve(algo, "return_mean")
             xs = (
                 np.array(scores.steps, dtype=float)[None].repeat(n, 0)
@@ -284,13 +298,13 @@ def plot_curves(scores: Scores, reps: int, seed: int, sweep: Path) -> None:
             )
             for index in range(n):
                 point, band = iqm_band(returns[:, [index]], reps, seed)
-                axes[0, index].plot(xs[index], point, color=color, label=label)
-                axes[0, index].fill_between(xs[index], band[0], band[1], color=color, alpha=0.2, linewidth=0)
+                axes[0, index].plot(xs[index], point, color=line, label=label)
+                axes[0, index].fill_between(xs[index], band[0], band[1], color=line, alpha=0.2, linewidth=0)
                 axes[0, index].set(title=scores.envs[index], ylabel="return, IQM over seeds")
             point, band = iqm_band(scores.normalise(returns), reps, seed)
             x_all = xs.mean(axis=0)
-            axes[0, n].plot(x_all, point, color=color, label=label)
-            axes[0, n].fill_between(x_all, band[0], band[1], color=color, alpha=0.2, linewidth=0)
+            axes[0, n].plot(x_all, point, color=line, label=label)
+            axes[0, n].fill_between(x_all, band[0], band[1], color=line, alpha=0.2, linewidth=0)
         axes[0, n].set(title="all tasks", ylabel="normalised return, IQM")
         for ax in axes[0]:
             ax.set_xlabel("env steps" if x_axis == "steps" else "training seconds (mean over seeds)")
@@ -300,7 +314,7 @@ def plot_curves(scores: Scores, reps: int, seed: int, sweep: Path) -> None:
         plt.close(fig)
     fig, axes = plt.subplots(2, n, figsize=(4.2 * n, 6.4), squeeze=False)
     for algo in scores.algos:
-        color, label = f"C{list(CONFIGS).index(algo)}", CONFIGS[algo].label
+        line, label = color(algo), CONFIGS[algo].label
         params = scores.curve(algo, "params")
         layers = np.array(
             [
@@ -310,8 +324,8 @@ def plot_curves(scores: Scores, reps: int, seed: int, sweep: Path) -> None:
         )
         for index in range(n):
             for ax, values in ((axes[0, index], params[:, index]), (axes[1, index], layers[:, index])):
-                ax.plot(scores.steps, np.median(values, axis=0), color=color, label=label)
-                ax.fill_between(scores.steps, values.min(axis=0), values.max(axis=0), color=color, alpha=0.2, linewidth=0)
+                ax.plot(scores.steps, np.median(values, axis=0), color=line, label=label)
+                ax.fill_between(scores.steps, values.min(axis=0), values.max(axis=0), color=line, alpha=0.2, linewidth=0)
             axes[0, index].set(title=scores.envs[index], yscale="log", ylabel="parameters")
             axes[1, index].set(xlabel="env steps", ylabel="OFENet layers left")
     axes[0, 0].legend(fontsize=7)
@@ -401,9 +415,10 @@ def main() -> None:
     runs = load_runs(args.sweep, args.algos, args.envs)
     randoms = random_scores(args.sweep, sorted({run.env for run in runs}), args.random_episodes)
     scores = Scores(runs, args.algos, args.reference, randoms, args.tail)
-    stats = estimates(scores, args.focus, args.reps, args.seed)
+    boots = bootstraps(scores, args.focus, args.reps, args.seed)
+    stats = estimates(scores, args.focus, args.reps, args.seed, boots)
     print(write_report(args.sweep, scores, runs, stats, args))
-    plot_rliable(scores, args.focus, args.reps, args.seed, args.sweep)
+    plot_rliable(scores, boots, args.reps, args.sweep)
     plot_curves(scores, args.curve_reps, args.seed, args.sweep)
 
 

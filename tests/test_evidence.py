@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from benchmarks.compare import CURVE_FIELDS, RUN_FIELDS, append_row
-from benchmarks.evidence import Scores, estimates, load_runs, random_scores
+from benchmarks.evidence import Scores, bootstraps, estimates, load_runs, random_scores
 
 ENVS = ("Pendulum-v1", "MountainCarContinuous-v0")
 STEPS, EVAL_FREQ, SEEDS = 1000, 100, range(5)
@@ -71,7 +71,7 @@ def test_intervals_say_better_where_it_is_and_unresolved_where_it_is_not(tmp_pat
     scores = Scores(runs, list(LEVELS), "ofenet_sac", dict.fromkeys(ENVS, 0.0), tail=0.2)
     # the reference normalises to 1 on every task: its mean score is the scale
     np.testing.assert_allclose(scores.normalised["ofenet_sac"].mean(axis=0), 1.0)
-    found = estimates(scores, "xinet_sac", reps=500, seed=0)
+    found = estimates(scores, "xinet_sac", 500, 0, bootstraps(scores, "xinet_sac", reps=500, seed=0))
     says = {row["y"]: row["says"] for row in found["improvements"]}
     assert says == {"dense OFENet-SAC": "better", "small OFENet-SAC": "unresolved"}
     assert all(row["low"] <= row["iqm"] <= row["high"] for row in found["tasks"])
