@@ -2,10 +2,11 @@
 committed CSVs: one table row per run and one plot of return against env steps.
 
 Each ``--runs`` entry is ``FOLDER:ALGO:LABEL``, a ``benchmarks.compare`` sweep folder, a configuration in it (its
-RL Zoo key or the alias its runs.csv uses) and the label it gets here. Per run: the commit it ran at, its return at
-each evaluation and at the end (10 episodes), its parameters, the units it keeps per network (relative to its first
-evaluation's, i.e. its unpruned widths) and its widths at the end, and its env steps per second over the run
-(evaluations excluded). The plot: per label, the mean over seeds and the min..max band.
+RL Zoo key or the alias its runs.csv uses) and the label it gets here. Per run: the commit it ran at, its return
+at each evaluation, its score (the mean of its evaluations in the last 20% of its steps, as benchmarks/evidence.py
+scores a run), its return at the end (10 episodes), its parameters, the units it keeps per network (relative to
+its first evaluation's, i.e. its unpruned widths) and its widths at the end, and its env steps per second over the
+run (evaluations excluded). The plot: per label, the mean over seeds and the min..max band.
 
     python -m benchmarks.beside --env Hopper-v5 --out benchmarks/results/tqc_scales \\
         --runs "benchmarks/results/tqc_100k:xinet_tqc:loss level" "benchmarks/results/tqc_grad_100k:xinet_tqc:gradient"
@@ -19,7 +20,7 @@ from typing import Any
 import matplotlib
 import numpy as np
 
-from benchmarks.common import config_name, curve_path, read_rows, read_runs, write_results
+from benchmarks.common import config_name, curve_path, read_rows, read_runs, tail_score, write_results
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
@@ -51,7 +52,9 @@ def run_rows(folder: Path, algo: str, label: str, env: str) -> tuple[list[dict[s
         row = dict(label=label, seed=int(run["seed"]), commit=run.get("commit") or "not recorded")
         row["returns"] = ", ".join(f"{float(point['return_mean']):.0f}" for point in curve)
         row.update(
-            final=round(float(run["return_mean"]), 1), params=f"{int(run['params']):,} ({float(run['params_fraction']):.1%})"
+            score=round(tail_score(curve, int(run["steps"])), 1),
+            final=round(float(run["return_mean"]), 1),
+            params=f"{int(run['params']):,} ({float(run['params_fraction']):.1%})",
         )
         row.update({network: kept(first, last, network) for network in NETWORKS})
         row.update(widths=widths(last), steps_per_s=run["steps_per_s"])
@@ -87,7 +90,8 @@ def main() -> None:
         folder, algo, label = entry.split(":", 2)
         rows, curves[label] = run_rows(Path(folder), algo, label, args.env)
         table.extend(rows)
-    columns = dict(label="runs", seed="seed", commit="commit", returns="return at each evaluation", final="final")
+    columns = dict(label="runs", seed="seed", commit="commit", returns="return at each evaluation")
+    columns.update(score="score (last 20%)", final="final")
     columns.update(params="parameters (of its start)", ofenet="OFENet units kept", actor="actor units kept")
     columns.update(critic="critics' units kept", widths="widths at the end", steps_per_s="steps/s")
     title = f"{args.env}: runs side by side ({', '.join(entry.split(':', 2)[2] for entry in args.runs)})"

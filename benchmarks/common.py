@@ -220,6 +220,15 @@ def curve_path(sweep: Path, run: dict[str, str]) -> Path:
     return path
 
 
+def tail_score(curve: list[dict[str, str]], steps: int, tail: float = 0.2) -> float:
+    """A run's score: the mean return of its periodic evaluations (``curve``, the final evaluation left out) after
+    ``(1 - tail) * steps``. One checkpoint swings by hundreds on the MuJoCo tasks; the mean of the last ones less."""
+    returns = [float(row["return_mean"]) for row in curve if int(row["step"]) > (1 - tail) * steps]
+    if not returns:
+        raise ValueError(f"no evaluation in the last {tail:.0%} of {steps} steps")
+    return float(np.mean(returns))
+
+
 def final_units(sweep: Path, run: dict[str, str]) -> dict[str, list[int]]:
     """Units alive per gated block at the end of a run (its curve's last row)."""
     return json.loads(read_rows(curve_path(sweep, run))[-1]["units"] or "{}")

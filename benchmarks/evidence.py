@@ -35,7 +35,7 @@ import numpy as np
 from rliable import library as rly
 from rliable import metrics, plot_utils
 
-from benchmarks.common import CONFIGS, curve_path, read_rows, read_runs, write_results
+from benchmarks.common import CONFIGS, curve_path, read_rows, read_runs, tail_score, write_results
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
@@ -61,10 +61,10 @@ class Run:
 
     def score(self, tail: float) -> float:
         """Mean return of the periodic evaluations after ``(1 - tail) * steps``."""
-        returns = [float(row["return_mean"]) for row in self.curve if int(row["step"]) > (1 - tail) * self.steps]
-        if not returns:
-            raise ValueError(f"{self.env} {self.algo} seed {self.seed}: no evaluation in the last {tail:.0%} of its steps")
-        return float(np.mean(returns))
+        try:
+            return tail_score(self.curve, self.steps, tail)
+        except ValueError as error:
+            raise ValueError(f"{self.env} {self.algo} seed {self.seed}: {error}") from None
 
 
 def load_runs(sweep: Path, algos: list[str], envs: list[str] | None) -> list[Run]:

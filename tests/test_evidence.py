@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from benchmarks.beside import run_rows
 from benchmarks.compare import CURVE_FIELDS, RUN_FIELDS, append_row
 from benchmarks.evidence import Scores, bootstraps, estimates, load_runs, random_scores
 
@@ -37,6 +38,7 @@ def write_sweep(folder: Path, level: dict[str, float], commit: str = "0123456789
                     append_row(curve, CURVE_FIELDS, dict(row, steps_per_s=50.0, units=UNITS))
                 append_row(curve, CURVE_FIELDS, dict(row, return_mean=-1000.0, steps_per_s="", units=UNITS))
                 final = dict(env=env, algo=algo, seed=seed, steps=STEPS, return_mean=-1000.0, params=500, commit=commit)
+                final["params_fraction"] = 0.5
                 append_row(folder / "runs.csv", RUN_FIELDS, final)
     (folder / "random_scores.json").write_text(json.dumps(dict.fromkeys(ENVS, 0.0)))
 
@@ -53,6 +55,16 @@ def test_a_run_scores_the_mean_of_its_last_fifth_of_evaluations(tmp_path):
         middle = float(run.curve[0]["return_mean"])
         assert run.score(0.2) == pytest.approx(middle + 100)
         assert run.final == -1000.0
+
+
+def test_runs_side_by_side_are_scored_as_the_evidence_scores_them(tmp_path):
+    write_sweep(tmp_path, LEVELS)
+    runs = {run.seed: run for run in load_runs(tmp_path, ["xinet_sac"], [ENVS[0]])}
+    rows, curves = run_rows(tmp_path, "xinet_sac", "XiNetSAC", ENVS[0])
+    assert [row["seed"] for row in rows] == sorted(runs) and len(curves) == len(runs)
+    for row in rows:
+        assert row["score"] == pytest.approx(runs[row["seed"]].score(0.2), abs=0.05)
+        assert row["final"] == -1000.0  # the final evaluation stays beside the score
 
 
 def test_runs_of_several_commits_are_refused(tmp_path):
