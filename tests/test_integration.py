@@ -86,11 +86,13 @@ def test_a_callback_list_keeps_the_rollout_locals_beside_the_default_pruning(tmp
     assert summary.params < summary.initial_params
 
 
-def test_before_pruning_xinet_is_dense_ofenet_sac():
-    """Gated but before pruning starts, XiNetSAC computes exactly what the dense baseline computes."""
+def test_before_pruning_xinet_is_its_dense_baseline(model_class):
+    """Gated but before pruning starts, XiNetSAC (XiNetTQC) computes exactly what dense OFENet-SAC (-TQC) computes:
+    a run and its dense baseline of the same seed and commit differ only from ``pruning_start`` on."""
     steps = PRUNING["learning_starts"] + 50
-    gated = make_model(pruning_start=None).learn(steps)
-    dense = make_model(cost_weight=0.0, policy_kwargs={**PRUNING["policy_kwargs"], "gates": "none"}).learn(steps)
+    gated = make_model(model_class=model_class, pruning_start=None).learn(steps)
+    dense_kwargs = dict(cost_weight=0.0, policy_kwargs={**PRUNING["policy_kwargs"], "gates": "none"})
+    dense = make_model(model_class=model_class, **dense_kwargs).learn(steps)
     assert not dense.policy.ofenet.gate_parameters()
     obs = observations()
     np.testing.assert_allclose(gated.predict(obs, deterministic=True)[0], dense.predict(obs, deterministic=True)[0], atol=1e-6)
