@@ -13,7 +13,8 @@ Resumable: a finished run (a row in runs.csv) is skipped; an unfinished one rest
 continues with ``reset_num_timesteps=False``; curve rows past the checkpoint are dropped first.
 Runs go to ``--workers`` processes, each limited to ``--threads`` torch threads; a run already running in another
 process (a lock file under ``<out>/checkpoints/``) is skipped. ``--max-hours`` plans a slice:
-after that time every run stops at its next checkpoint, and the same command later resumes the sweep.
+after that time every run stops at its next checkpoint, no queued run starts, and the same command later resumes
+the sweep.
 
     python -m benchmarks.compare --envs Hopper-v5 --algos xinet_sac ofenet_sac --seeds 0 --steps 100000 \\
         --out benchmarks/results/hopper_100k
@@ -107,6 +108,11 @@ def code_version() -> str:
     return commit.strip() + ("+changes" if changed.stdout.strip() else "")
 
 
+def slice_over(args: argparse.Namespace) -> bool:
+    """Whether the slice planned by ``--max-hours`` has run out (never without one)."""
+    return args.deadline is not None and time.time() >= args.deadline
+
+
 def run_id(env: str, algo: str, seed: int) -> str:
     return f"{env}_{algo}_{seed}"
 
@@ -116,6 +122,8 @@ def train_one(env_id: str, algo: str, seed: int, args: argparse.Namespace) -> st
     th.set_num_threads(args.threads)
     out = Path(args.out)
     name = run_id(env_id, algo, seed)
+    if slice_over(args):  # a queued run: starting it now would only reach its first checkpoint, past the slice
+        return f"{name}: not started (the slice is over), resumable"
     checkpoint = out / "checkpoints" / name
     # one process per run, even across sweep commands started side by side: two would share the checkpoint and
     # the curve. The lock goes with the process (flock), so a killed run leaves none behind.
@@ -168,7 +176,7 @@ def train_one(env_id: str, algo: str, seed: int, args: argparse.Namespace) -> st
         def _on_step(self) -> bool:
             if self.num_timesteps - self.last_step >= args.eval_freq:
                 self.evaluate(args.eval_episodes)
-                return args.deadline is None or time.time() < args.deadline  # past the slice: stop, resume later
+                return not slice_over(args)  # past the slice: stop, resume later
             return True
 
         def evaluate(self, episodes: int) -> dict[str, Any]:
@@ -232,7 +240,8 @@ def train_one(env_id: str, algo: str, seed: int, args: argparse.Namespace) -> st
     return f"{name}: return {final['return_mean']:.1f}, {params:,} parameters"
 
 
-def main() -> None:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The command line, with the slice's ``deadline`` (a time.time() value, or None) computed from ``--max-hours``."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--envs", nargs="+", default=["Hopper-v5"])
     parser.add_argument("--algos", nargs="+", default=["sac", "ofenet_sac", "xinet_sac"], choices=list(CONFIGS))
@@ -256,11 +265,16 @@ def main() -> None:
     parser.add_argument("--out", default="benchmarks/results/compare")
     parser.add_argument("--max-hours", type=float, default=None, help="stop (at a checkpoint) after this long")
     parser.add_argument("--print-small-widths", action="store_true", help="print the small models' auto widths, train nothing")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
+    args.deadline = time.time() + 3600 * args.max_hours if args.max_hours else None
+    return args
+
+
+def main() -> None:
+    args = parse_args()
     if args.print_small_widths:
         print_small_widths(args)
         return
-    args.deadline = time.time() + 3600 * args.max_hours if args.max_hours else None
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

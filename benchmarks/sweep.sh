@@ -3,7 +3,8 @@
 # OFENet-SAC (sized to XiNetSAC's final mean counts on each task), SEEDS (default 5) seeds each, on Hopper-v5,
 # HalfCheetah-v5 and Walker2d-v5 at 100k env steps. XiNetSAC prunes from step 20k (10k after learning starts)
 # and folds its gates at step 70k, so the last 30% of every run trains the pruned network. Evaluations every 5k
-# steps, 10 deterministic episodes; then the statistics and plots (benchmarks/evidence.py, the `evidence` extra).
+# steps, 10 deterministic episodes; once every run is in, the statistics and plots (benchmarks/evidence.py, the
+# `evidence` extra).
 #
 #     bash benchmarks/sweep.sh                       # a slice of at most HOURS (default 2) hours; rerun to resume
 #     PIN=<commit> HOURS=2.5 WORKERS=2 bash benchmarks/sweep.sh
@@ -36,7 +37,18 @@ compare() {
         --threads 1 --max-hours "$left" --out "$OUT" "$@"
 }
 
-compare --envs Hopper-v5
-compare --envs HalfCheetah-v5
-compare --envs Walker2d-v5
-python -m benchmarks.evidence "$OUT" || echo "the statistics need every task's runs and the evidence extra"
+ENVS="Hopper-v5 HalfCheetah-v5 Walker2d-v5"
+for env in $ENVS; do
+    compare --envs "$env"
+done
+# the statistics once every run is in (on part of the sweep they would read as results)
+expected=$(($(wc -w <<< "$ENVS") * 4 * $(wc -w <<< "$SEEDS")))
+finished=0
+if [ -f "$OUT/runs.csv" ]; then
+    finished=$(($(wc -l < "$OUT/runs.csv") - 1))
+fi
+if [ "$finished" -lt "$expected" ]; then
+    echo "$finished of $expected runs finished: rerun to resume; the statistics follow the last"
+    exit 0
+fi
+python -m benchmarks.evidence "$OUT" || echo "the statistics need the evidence extra: pip install -e '.[evidence]'"

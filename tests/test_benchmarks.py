@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from benchmarks import compare as compare_module
 from benchmarks.common import CONFIGS, architecture_from_units, config_name, final_units, match_xinet, network_params
 from benchmarks.report import final_actor, summarize, targets
 from sb3_xinet import XiNetSAC
@@ -37,10 +38,16 @@ def rows(path: Path) -> list[dict[str, str]]:
 
 
 @pytest.mark.slow
-def test_a_sliced_sweep_resumes_from_its_checkpoint_and_skips_finished_runs(tmp_path):
+def test_a_sliced_sweep_resumes_from_its_checkpoint_and_skips_finished_runs(tmp_path, monkeypatch):
     out = tmp_path / "sweep"
-    paused = compare(out, "--algos", "xinet_sac", "--seeds", "0", "--max-hours", "1e-9", "--pruning-end", "20000")
-    assert "paused at step 100" in paused
+    # past the slice, a queued run does not start (it would only reach its first checkpoint after the deadline)
+    assert "not started (the slice is over)" in compare(out, "--algos", "xinet_sac", "--seeds", "0", "--max-hours", "1e-9")
+    assert list(out.iterdir()) == []
+    # a run under way when the slice ends stops at its next checkpoint
+    args = compare_module.parse_args([*TINY, "--out", str(out), "--algos", "xinet_sac", "--pruning-end", "20000"])
+    clock = iter([False])  # the slice has time when the run starts, none at its first checkpoint
+    monkeypatch.setattr(compare_module, "slice_over", lambda _: next(clock, True))
+    assert "paused at step 100" in compare_module.train_one("Pendulum-v1", "xinet_sac", 0, args)
     curve = out / "curves" / "Pendulum-v1_xinet_sac_0.csv"
     assert [row["step"] for row in rows(curve)] == ["100"]
     assert not (out / "runs.csv").exists()
