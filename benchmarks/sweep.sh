@@ -22,6 +22,8 @@ if [ -n "${PIN:-}" ] && [ "$(git rev-parse HEAD)" != "$(git rev-parse "$PIN")" ]
 fi
 OUT=${OUT:-benchmarks/results/evidence}
 SEEDS=${SEEDS:-0 1 2 3 4}
+ENVS="Hopper-v5 HalfCheetah-v5 Walker2d-v5"
+ALGOS="xinet_sac ofenet_sac sac small_ofenet_sac"
 DEADLINE=$(python -c "import time; print(time.time() + 3600 * ${HOURS:-2})")
 hours_left() { python -c "import time; print(max(0.0, ($DEADLINE - time.time()) / 3600))"; }
 compare() {
@@ -31,18 +33,17 @@ compare() {
         echo "slice over: rerun to resume"
         return
     fi
-    # shellcheck disable=SC2086  # SEEDS is a list
-    python -m benchmarks.compare --algos xinet_sac ofenet_sac sac small_ofenet_sac --seeds $SEEDS --steps 100000 \
+    # shellcheck disable=SC2086  # ALGOS and SEEDS are lists
+    python -m benchmarks.compare --algos $ALGOS --seeds $SEEDS --steps 100000 \
         --pruning-end 70000 --eval-freq 5000 --eval-episodes 10 --final-episodes 10 --workers "${WORKERS:-2}" \
         --threads 1 --max-hours "$left" --out "$OUT" "$@"
 }
 
-ENVS="Hopper-v5 HalfCheetah-v5 Walker2d-v5"
 for env in $ENVS; do
     compare --envs "$env"
 done
 # the statistics once every run is in (on part of the sweep they would read as results)
-expected=$(($(wc -w <<< "$ENVS") * 4 * $(wc -w <<< "$SEEDS")))
+expected=$(($(wc -w <<< "$ENVS") * $(wc -w <<< "$ALGOS") * $(wc -w <<< "$SEEDS")))
 finished=0
 if [ -f "$OUT/runs.csv" ]; then
     finished=$(($(wc -l < "$OUT/runs.csv") - 1))
