@@ -14,7 +14,8 @@ Written next to the sweep's CSVs, all rebuilt from them by the same command:
   per task the interquartile mean (IQM) of the raw scores with stratified-bootstrap 95% intervals, the
   aggregate IQM, mean, median and optimality gap of the normalised scores over the tasks, and the probability
   that ``--focus`` improves on each other configuration, each with what its interval says (better, worse, or
-  unresolved when it contains 0.5);
+  unresolved when it contains 0.5); per task, each configuration's parameters as a share of the reference's,
+  training minutes, and training steps/s after the fold (where pruning should pay);
 - ``evidence_runs.csv``: every run's score, final return and parameters;
 - plots: the aggregate intervals, the probabilities of improvement, the performance profiles, IQM learning
   curves with 95% bands against env steps and against training seconds, parameters and OFENet layers over time.
@@ -48,7 +49,8 @@ warnings.filterwarnings("ignore", message="random_state is deprecated", category
 
 @dataclass
 class Run:
-    """One finished run: its periodic evaluations (step, return, params, steps/s, units) and its final row."""
+    """One finished run: its periodic evaluations (step, return, params, steps/s, units) and its final row
+    (``wall``: its training seconds; ``pruning_end``: the step of its fold, None where nothing is pruned)."""
 
     env: str
     algo: str
@@ -58,6 +60,8 @@ class Run:
     params: int
     commit: str
     curve: list[dict[str, str]]
+    wall: float
+    pruning_end: int | None
 
     def score(self, tail: float) -> float:
         """Mean return of the periodic evaluations after ``(1 - tail) * steps``."""
@@ -76,7 +80,9 @@ def load_runs(sweep: Path, algos: list[str], envs: list[str] | None) -> list[Run
         # the final evaluation repeats the last step without a speed: it is the final row, not a periodic one
         curve = [r for r in read_rows(curve_path(sweep, row)) if r["steps_per_s"]]
         seed, steps, final, params = int(row["seed"]), int(row["steps"]), float(row["return_mean"]), int(row["params"])
-        runs.append(Run(row["env"], row["algo"], seed, steps, final, params, row.get("commit", ""), curve))
+        pruning_end = int(row["pruning_end"]) if row.get("pruning_end") else None
+        commit, wall = row.get("commit", ""), float(row["wall_s"])
+        runs.append(Run(row["env"], row["algo"], seed, steps, final, params, commit, curve, wall, pruning_end))
     commits = sorted({run.commit for run in runs})
     if len(commits) != 1 or not commits[0] or commits[0].endswith("+changes"):
         raise ValueError(f"{sweep}: the runs compared must come from one committed code version; found {commits or 'none'}")
@@ -239,6 +245,63 @@ def estimates(scores: Scores, focus: str, reps: int, seed: int, boots: dict[str,
     return dict(tasks=tasks, aggregates=aggregates, improvements=improvements)
 
 
+def speed_after(run: Run, step: int) -> float:
+    """Training steps/s of a run over its env steps after ``step``: those steps over their measured seconds (each
+    evaluation row holds the steps/s of the steps since the one before)."""
+    steps = seconds = 0.0
+    previous = 0
+    for row in run.curve:
+        current = int(row["step"])
+        if current > step:
+            steps += current - previous
+            seconds += (current - previous) / float(row["steps_per_s"])
+        previous = current
+    if not steps:
+        raise ValueError(f"{run.env} {run.algo} seed {run.seed}: no evaluation after step {step}")
+    return steps / seconds
+
+
+def spread(values: list[float], digits: int) -> dict[str, float]:
+    """Median, min and max of ``values``, rounded."""
+    return dict(median=round(float(np.median(values)), digits), min=round(min(values), digits), max=round(max(values), digits))
+
+
+def compute(scores: Scores, reference: str) -> list[dict]:
+    """Per task and configuration, medians over the seeds (with min and max): parameters as a share of
+    ``reference``'s, training minutes, and training steps/s after the fold (the env steps past the latest
+    ``pruning_end`` of the task's runs, the same window for every configuration: the phase where pruning should
+    pay). The runs ran two at a time on a shared machine: read a speed against the others of its task."""
+    rows = []
+    for index, env in enumerate(scores.envs):
+        runs = {algo: [row[index] for row in grid] for algo, grid in scores.runs.items()}
+        folds = [run.pruning_end for every in runs.values() for run in every if run.pruning_end]
+        fold = max(folds) if folds else 0
+        dense = float(np.median([run.params for run in runs[reference]]))
+        minutes = {algo: [run.wall / 60 for run in every] for algo, every in runs.items()}
+        for algo, every in runs.items():
+            share = spread([run.params / dense for run in every], 3)
+            time = spread(minutes[algo], 1)
+            speed = spread([speed_after(run, fold) for run in every], 1)
+            ratio = round(float(np.median(minutes[algo]) / np.median(minutes[reference])), 2)
+            rows.append(
+                dict(
+                    env=env,
+                    algo=CONFIGS[algo].label,
+                    seeds=len(every),
+                    params=int(np.median([run.params for run in every])),
+                    share=share["median"],
+                    share_range=f"{share['min']}..{share['max']}",
+                    minutes=time["median"],
+                    minutes_range=f"{time['min']}..{time['max']}",
+                    minutes_vs_reference=ratio,
+                    after=fold,
+                    speed_after=speed["median"],
+                    speed_after_range=f"{speed['min']}..{speed['max']}",
+                )
+            )
+    return rows
+
+
 def plot_rliable(scores: Scores, boots: dict[str, tuple[dict, dict]], reps: int, sweep: Path) -> None:
     """rliable's interval, improvement and profile plots, from the normalised scores and their :func:`bootstraps`."""
     labels = {algo: CONFIGS[algo].label for algo in scores.algos}
@@ -385,6 +448,26 @@ def write_report(sweep: Path, scores: Scores, runs: list[Run], stats: dict[str, 
             "Probability of improvement P(X > Y) [95% interval]; 'unresolved' when it contains 0.5",
             dict(x="X", y="Y", probability="P(X > Y)", low="low", high="high", says="says"),
         ),
+        (
+            "compute",
+            f"Size and training time, medians over the seeds (min..max): parameters as a share of {reference}'s, "
+            "training minutes and their ratio to the reference's, training steps/s after the fold (the same env steps "
+            "for every configuration of a task)",
+            dict(
+                env="env",
+                algo="configuration",
+                seeds="seeds",
+                params="parameters",
+                share="share",
+                share_range="share range",
+                minutes="minutes",
+                minutes_range="minutes range",
+                minutes_vs_reference="minutes / reference",
+                after="after step",
+                speed_after="steps/s after",
+                speed_after_range="steps/s range",
+            ),
+        ),
     )
     for key, title, columns in tables:
         parts.append(write_results(sweep / f"evidence_{key}", stats[key], f"## {title}", columns))
@@ -417,6 +500,7 @@ def main() -> None:
     scores = Scores(runs, args.algos, args.reference, randoms, args.tail)
     boots = bootstraps(scores, args.focus, args.reps, args.seed)
     stats = estimates(scores, args.focus, args.reps, args.seed, boots)
+    stats["compute"] = compute(scores, args.reference)
     print(write_report(args.sweep, scores, runs, stats, args))
     plot_rliable(scores, boots, args.reps, args.sweep)
     plot_curves(scores, args.curve_reps, args.seed, args.sweep)

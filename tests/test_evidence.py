@@ -14,31 +14,38 @@ import pytest
 
 from benchmarks.beside import run_rows
 from benchmarks.compare import CURVE_FIELDS, RUN_FIELDS, append_row
-from benchmarks.evidence import Scores, bootstraps, estimates, load_runs, random_scores
+from benchmarks.evidence import Scores, bootstraps, compute, estimates, load_runs, random_scores
 
 ENVS = ("Pendulum-v1", "MountainCarContinuous-v0")
 STEPS, EVAL_FREQ, SEEDS = 1000, 100, range(5)
+FOLD = 700  # XiNetSAC's pruning_end: it trains at twice the others' speed after it
 UNITS = json.dumps({"ofenet.state": [4, 0], "ofenet.state_action": [3, 2], "actor": [8, 8]})
 
 
 def write_sweep(folder: Path, level: dict[str, float], commit: str = "0123456789ab") -> None:
     """Runs whose periodic returns are ``level[algo]`` plus a noise drawn per task and seed (configurations at one
     level score alike), with a last-20% jump of +100 (so the score can be told from the mean of the whole curve)
-    and a final evaluation of -1000 (so it can be told from the final row)."""
+    and a final evaluation of -1000 (so it can be told from the final row). Every configuration trains at 50 steps/s
+    but XiNetSAC, at 100 after :data:`FOLD`; dense OFENet-SAC ends with 1000 parameters, the others with 300 + seed."""
     (folder / "curves").mkdir(parents=True, exist_ok=True)
     for task, env in enumerate(ENVS):
         for algo, base in level.items():
             for seed in SEEDS:
                 noise = np.random.default_rng([task, seed]).normal(0, 50)
                 curve = folder / "curves" / f"{env}_{algo}_{seed}.csv"
+                pruned = algo == "xinet_sac"
+                seconds = 0.0
                 for step in range(EVAL_FREQ, STEPS + 1, EVAL_FREQ):
                     value = base + noise + (100 if step > 0.8 * STEPS else 0)
                     row = dict(env=env, algo=algo, seed=seed, step=step, return_mean=value, return_std=1.0)
                     row["params"] = 1000 - step // 2
-                    append_row(curve, CURVE_FIELDS, dict(row, steps_per_s=50.0, units=UNITS))
+                    speed = 100.0 if pruned and step > FOLD else 50.0
+                    seconds += EVAL_FREQ / speed
+                    append_row(curve, CURVE_FIELDS, dict(row, steps_per_s=speed, units=UNITS))
                 append_row(curve, CURVE_FIELDS, dict(row, return_mean=-1000.0, steps_per_s="", units=UNITS))
-                final = dict(env=env, algo=algo, seed=seed, steps=STEPS, return_mean=-1000.0, params=500, commit=commit)
-                final["params_fraction"] = 0.5
+                params = 1000 if algo == "ofenet_sac" else 300 + seed
+                final = dict(env=env, algo=algo, seed=seed, steps=STEPS, return_mean=-1000.0, params=params, commit=commit)
+                final.update(params_fraction=params / 1000, wall_s=seconds, pruning_end=FOLD if pruned else "")
                 append_row(folder / "runs.csv", RUN_FIELDS, final)
     (folder / "random_scores.json").write_text(json.dumps(dict.fromkeys(ENVS, 0.0)))
 
@@ -92,6 +99,21 @@ def test_intervals_say_better_where_it_is_and_unresolved_where_it_is_not(tmp_pat
     assert iqm["XiNetSAC"]["low"] > iqm["dense OFENet-SAC"]["high"]
 
 
+def test_size_and_training_time_are_read_per_task_after_the_fold(tmp_path):
+    write_sweep(tmp_path, LEVELS)
+    scores = Scores(load_runs(tmp_path, list(LEVELS), None), list(LEVELS), "ofenet_sac", dict.fromkeys(ENVS, 0.0), 0.2)
+    rows = {(row["env"], row["algo"]): row for row in compute(scores, "ofenet_sac")}
+    assert len(rows) == len(ENVS) * len(LEVELS)
+    for env in ENVS:
+        dense, xinet, small = (rows[env, label] for label in ("dense OFENet-SAC", "XiNetSAC", "small OFENet-SAC"))
+        # the window is the steps after XiNetSAC's fold for every configuration, not the whole run
+        assert xinet["after"] == small["after"] == FOLD
+        assert (dense["speed_after"], xinet["speed_after"], small["speed_after"]) == (50.0, 100.0, 50.0)
+        assert (dense["minutes"], small["minutes"]) == (round(STEPS / 50 / 60, 1),) * 2
+        assert xinet["minutes_vs_reference"] == round((FOLD / 50 + (STEPS - FOLD) / 100) / (STEPS / 50), 2)
+        assert (dense["share"], xinet["share"], xinet["share_range"]) == (1.0, 0.302, "0.3..0.304")
+
+
 def test_random_scores_are_measured_once_and_kept(tmp_path):
     first = random_scores(tmp_path, ["Pendulum-v1"], episodes=2)
     assert -2000 < first["Pendulum-v1"] < 0  # 200 steps of rewards in [-16.3, 0]
@@ -105,5 +127,6 @@ def test_the_command_writes_the_report_and_every_plot(tmp_path):
     subprocess.run([*command, "--curve-reps", "50"], check=True, capture_output=True, cwd=Path(__file__).parents[1])
     report = (tmp_path / "evidence.md").read_text()
     assert "Runs of commit 0123456789ab" in report and "| XiNetSAC | dense OFENet-SAC |" in report
+    assert "| Pendulum-v1 | XiNetSAC | 5 | 302 | 0.302 | 0.3..0.304 |" in report
     for name in ("intervals", "improvement", "profiles", "return_steps", "return_seconds", "size"):
         assert (tmp_path / f"evidence_{name}.png").stat().st_size > 10_000, name
