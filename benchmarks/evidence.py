@@ -270,7 +270,8 @@ def compute(scores: Scores, reference: str) -> list[dict]:
     """Per task and configuration, medians over the seeds (with min and max): parameters as a share of
     ``reference``'s, training minutes, and training steps/s after the fold (the env steps past the latest
     ``pruning_end`` of the task's runs, the same window for every configuration: the phase where pruning should
-    pay). The runs ran two at a time on a shared machine: read a speed against the others of its task."""
+    pay). The runs ran two at a time, each beside whichever run the sweep paired it with, so these times are not
+    side-by-side measurements: ``benchmarks.throughput`` interleaves configurations for that."""
     rows = []
     for index, env in enumerate(scores.envs):
         runs = {algo: [row[index] for row in grid] for algo, grid in scores.runs.items()}
