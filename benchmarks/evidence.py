@@ -245,22 +245,6 @@ def estimates(scores: Scores, focus: str, reps: int, seed: int, boots: dict[str,
     return dict(tasks=tasks, aggregates=aggregates, improvements=improvements)
 
 
-def speed_after(run: Run, step: int) -> float:
-    """Training steps/s of a run over its env steps after ``step``: those steps over their measured seconds (each
-    evaluation row holds the steps/s of the steps since the one before)."""
-    steps = seconds = 0.0
-    previous = 0
-    for row in run.curve:
-        current = int(row["step"])
-        if current > step:
-            steps += current - previous
-            seconds += (current - previous) / float(row["steps_per_s"])
-        previous = current
-    if not steps:
-        raise ValueError(f"{run.env} {run.algo} seed {run.seed}: no evaluation after step {step}")
-    return steps / seconds
-
-
 def spread(values: list[float], digits: int) -> dict[str, float]:
     """Median, min and max of ``values``, rounded."""
     return dict(median=round(float(np.median(values)), digits), min=round(min(values), digits), max=round(max(values), digits))
@@ -279,10 +263,13 @@ def compute(scores: Scores, reference: str) -> list[dict]:
         fold = max(folds) if folds else 0
         dense = float(np.median([run.params for run in runs[reference]]))
         minutes = {algo: [run.wall / 60 for run in every] for algo, every in runs.items()}
+        steps = np.array([0, *scores.steps], dtype=float)
         for algo, every in runs.items():
+            seconds = np.pad(scores.seconds(algo)[:, index], ((0, 0), (1, 0)))
+            at_fold = np.array([np.interp(fold, steps, row) for row in seconds])
             share = spread([run.params / dense for run in every], 3)
             time = spread(minutes[algo], 1)
-            speed = spread([speed_after(run, fold) for run in every], 1)
+            speed = spread(list((steps[-1] - fold) / (seconds[:, -1] - at_fold)), 1)
             ratio = round(float(np.median(minutes[algo]) / np.median(minutes[reference])), 2)
             rows.append(
                 dict(
