@@ -11,7 +11,8 @@ gradient step per env step, one torch thread), the XiNet ones at a phase of thei
 - ``xinet_sac@pruned``: a pruned XiNetSAC, still pruning (``--pruned``: a saved model, or pruned by hand to
   ``--keep`` of every layer's units);
 - ``xinet_sac@folded``: the same after the end of pruning (gates folded: plain OFENet-SAC at the pruned widths);
-- ``small_ofenet_sac``: dense OFENet-SAC built at the pruned model's widths, no gates;
+- ``small_ofenet_sac``: dense OFENet-SAC built at the pruned model's widths, no gates (or, with
+  ``--small-widths``, at the uniform widths of :mod:`benchmarks.compare`'s small runs);
 
 and likewise ``ofenet_tqc``, ``xinet_tqc@<phase>`` and ``small_ofenet_tqc``. ``--device cuda`` runs every
 variant on the GPU.
@@ -24,6 +25,8 @@ gradient steps under ``torch.profiler``: self CPU time by group of operators and
 
     python -m benchmarks.throughput --rounds 7 --chunk 300 --pruned MODEL.zip --out benchmarks/results/throughput
     python -m benchmarks.throughput --variants tqc ofenet_tqc xinet_tqc@folded small_ofenet_tqc --pruned MODEL.zip
+    python -m benchmarks.throughput --env Hopper-v5 --variants sac ofenet_sac xinet_sac@folded small_ofenet_sac \
+        --pruned benchmarks/results/evidence/Hopper-v5_xinet_sac_0.zip --small-widths 10,217,177
 """
 
 import argparse
@@ -69,6 +72,8 @@ def make_variant(variant: str, args: argparse.Namespace, path: str | None = None
     role = CONFIGS[name].role
     if role in ("plain", "dense"):
         return build(name, args.env, xinet if role == "dense" else shared)
+    if role == "small" and args.small_widths:
+        return build(name, args.env, xinet, tuple(int(width) for width in args.small_widths.split(",")))
     if role == "small":
         architecture = pruned_model(related(name, "xinet"), path, args, shared).policy.architecture()
         policy_kwargs = dict(gates="none", architecture=architecture)
@@ -144,6 +149,7 @@ def main() -> None:
     parser.add_argument("--pruned", nargs="+", default=[None], help="pruned XiNetSAC (XiNetTQC) saves (.zip)")
     parser.add_argument("--labels", nargs="+", default=None, help="a short name for each --pruned save")
     parser.add_argument("--keep", type=float, default=0.2)
+    parser.add_argument("--small-widths", default=None, help='"ofenet,actor,critic" widths of the small variants')
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument("--profile", type=int, default=0, help="gradient steps to profile per variant (0: none)")
@@ -157,7 +163,8 @@ def main() -> None:
         parser.error("--labels needs one label per --pruned path")
     models = {}
     for variant in args.variants:
-        from_pruned = variant.endswith(("@pruned", "@folded")) or CONFIGS[variant.partition("@")[0]].role == "small"
+        small = CONFIGS[variant.partition("@")[0]].role == "small"
+        from_pruned = variant.endswith(("@pruned", "@folded")) or (small and not args.small_widths)
         if from_pruned and len(args.pruned) > 1:
             for label, path in zip(labels, args.pruned, strict=True):
                 models[f"{variant}[{label}]"] = make_variant(variant, args, path)

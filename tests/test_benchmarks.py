@@ -1,6 +1,8 @@
 """The evidence sweep's tools: ``benchmarks.compare`` resumes a sliced sweep without redoing or duplicating work, the
-small-from-scratch widths match XiNetSAC's final counts, and the table rebuilds each run's final widths."""
+small-from-scratch widths match XiNetSAC's final counts, the table rebuilds each run's final widths, and
+``benchmarks.throughput`` times the sweep's small model."""
 
+import argparse
 import csv
 import fcntl
 import json
@@ -11,7 +13,16 @@ from pathlib import Path
 import pytest
 
 from benchmarks import compare as compare_module
-from benchmarks.common import CONFIGS, architecture_from_units, config_name, final_units, match_xinet, network_params
+from benchmarks import throughput
+from benchmarks.common import (
+    CONFIGS,
+    architecture_from_units,
+    config_name,
+    final_units,
+    match_xinet,
+    network_params,
+    small_kwargs,
+)
 from benchmarks.report import final_actor, summarize, targets
 from sb3_xinet import XiNetSAC
 
@@ -94,6 +105,14 @@ def test_small_widths_match_the_pruned_counts_network_by_network(tmp_path):
         assert abs(small[name] - target[name]) / target[name] < 0.15
     critic_target = (target["critic0"] + target["critic1"]) / 2
     assert abs(small["critic0"] - critic_target) / critic_target < 0.05
+
+
+def test_throughput_times_the_small_model_at_the_sweeps_widths():
+    args = argparse.Namespace(env="Pendulum-v1", warmup=100, pretrain=20, device="cpu", small_widths="7,33,21")
+    model = throughput.make_variant("small_ofenet_sac", args)
+    pruned = {network.name: network.params for network in model.pruning_summary().networks}
+    assert pruned == network_params("Pendulum-v1", small_kwargs(7, 33, 21))
+    assert model.policy.gates == "none" and model.regularizer.cost_weight == 0.0  # a plain dense model, trained from scratch
 
 
 @pytest.mark.parametrize("algo", ["xinet_sac", "xinet_tqc"])
