@@ -79,6 +79,12 @@ def related(name: str, role: str) -> str:
     return next(key for key, config in CONFIGS.items() if config.family == family and config.role == role)
 
 
+def parse_widths(text: str) -> Widths:
+    """The (ofenet, actor, critic) widths of a small model from ``"ofenet,actor,critic"`` (``--small-widths``)."""
+    ofenet, actor, critic = (int(width) for width in text.split(","))
+    return ofenet, actor, critic
+
+
 def small_kwargs(ofenet: int, actor: int, critic: int) -> dict[str, Any]:
     """The policy keywords of a small model: ``ofenet`` units in every OFENet layer, two hidden layers of
     ``actor`` units in the actor and of ``critic`` units in each critic."""

@@ -53,6 +53,7 @@ from benchmarks.common import (
     match_xinet,
     network_size,
     ofenet_layers,
+    parse_widths,
     read_rows,
     read_runs,
 )
@@ -141,7 +142,7 @@ def train_one(env_id: str, algo: str, seed: int, args: argparse.Namespace) -> st
     curve.parent.mkdir(parents=True, exist_ok=True)
     algo_class = CONFIGS[algo].algo_class
     shared = dict(learning_starts=args.learning_starts, ofenet_pretrain_steps=args.ofenet_pretrain_steps)
-    widths = tuple(int(width) for width in args.small_widths.split(",")) if CONFIGS[algo].role == "small" else None
+    widths = parse_widths(args.small_widths) if CONFIGS[algo].role == "small" else None
     kwargs = config_kwargs(algo, dict(shared, cost_weight=args.cost_weight), widths)
     if CONFIGS[algo].role == "xinet" and args.pruning_end is not None:
         kwargs["pruning_end"] = args.pruning_end

@@ -40,7 +40,7 @@ import gymnasium as gym
 import torch as th
 from torch.profiler import ProfilerActivity, profile
 
-from benchmarks.common import CONFIGS, build, machine, network_size, related, remove_by_hand, write_results
+from benchmarks.common import CONFIGS, build, machine, network_size, parse_widths, related, remove_by_hand, write_results
 
 PHASES = ("warmup", "pruning", "pruned", "folded")
 DEFAULT = ["sac", "ofenet_sac", "xinet_sac@warmup", "xinet_sac@pruning", "xinet_sac@pruned", "xinet_sac@folded"]
@@ -73,7 +73,7 @@ def make_variant(variant: str, args: argparse.Namespace, path: str | None = None
     if role in ("plain", "dense"):
         return build(name, args.env, xinet if role == "dense" else shared)
     if role == "small" and args.small_widths:
-        return build(name, args.env, xinet, tuple(int(width) for width in args.small_widths.split(",")))
+        return build(name, args.env, xinet, parse_widths(args.small_widths))
     if role == "small":
         architecture = pruned_model(related(name, "xinet"), path, args, shared).policy.architecture()
         policy_kwargs = dict(gates="none", architecture=architecture)
