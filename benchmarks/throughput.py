@@ -10,7 +10,8 @@ gradient step per env step, one torch thread), the XiNet ones at a phase of thei
 - ``xinet_sac@pruning``: XiNetSAC with the regularizer on (gates sampled, thetas learning), unpruned;
 - ``xinet_sac@pruned``: a pruned XiNetSAC, still pruning (``--pruned``: a saved model, or pruned by hand to
   ``--keep`` of every layer's units);
-- ``xinet_sac@folded``: the same after the end of pruning (gates folded: plain OFENet-SAC at the pruned widths);
+- ``xinet_sac@folded``: the same after the end of pruning (gates folded: plain OFENet-SAC at the pruned widths;
+  ``--pruned`` may also be a :mod:`benchmarks.compare` curve, whose last row's widths rebuild the folded model);
 - ``small_ofenet_sac``: dense OFENet-SAC built at the pruned model's widths, no gates (or, with
   ``--small-widths``, at the uniform widths of :mod:`benchmarks.compare`'s small runs);
 
@@ -26,10 +27,11 @@ gradient steps under ``torch.profiler``: self CPU time by group of operators and
     python -m benchmarks.throughput --rounds 7 --chunk 300 --pruned MODEL.zip --out benchmarks/results/throughput
     python -m benchmarks.throughput --variants tqc ofenet_tqc xinet_tqc@folded small_ofenet_tqc --pruned MODEL.zip
     python -m benchmarks.throughput --env Hopper-v5 --variants sac ofenet_sac xinet_sac@folded small_ofenet_sac \
-        --pruned benchmarks/results/evidence/Hopper-v5_xinet_sac_0.zip --small-widths 10,217,177
+        --pruned benchmarks/results/evidence/curves/Hopper-v5_xinet_sac_0.csv --small-widths 10,217,177
 """
 
 import argparse
+import json
 import statistics
 import time
 from collections import defaultdict
@@ -40,7 +42,19 @@ import gymnasium as gym
 import torch as th
 from torch.profiler import ProfilerActivity, profile
 
-from benchmarks.common import CONFIGS, build, machine, network_size, parse_widths, related, remove_by_hand, write_results
+from benchmarks.common import (
+    CONFIGS,
+    architecture_from_units,
+    build,
+    machine,
+    network_params,
+    network_size,
+    parse_widths,
+    read_rows,
+    related,
+    remove_by_hand,
+    write_results,
+)
 
 PHASES = ("warmup", "pruning", "pruned", "folded")
 DEFAULT = ["sac", "ofenet_sac", "xinet_sac@warmup", "xinet_sac@pruning", "xinet_sac@pruned", "xinet_sac@folded"]
@@ -64,6 +78,17 @@ def pruned_model(name: str, path: str | None, args: argparse.Namespace, shared: 
     return model
 
 
+def curve_architecture(path: str, env: str, name: str) -> dict[str, Any]:
+    """The ``architecture`` of a run's final widths, from the last row of its :mod:`benchmarks.compare` curve (a
+    curve records widths and parameters, not thetas: enough to rebuild the folded model, whose gates are gone)."""
+    row = read_rows(Path(path))[-1]
+    architecture = architecture_from_units(json.loads(row["units"]))
+    counts = network_params(env, dict(architecture=architecture), CONFIGS[name].algo_class)
+    if str(sum(counts.values())) != row["params"]:
+        raise ValueError(f"{path}: its widths rebuild {sum(counts.values())} parameters on {env}, not {row['params']}")
+    return architecture
+
+
 def make_variant(variant: str, args: argparse.Namespace, path: str | None = None) -> Any:
     """A model of a variant (see the module's docstring), ready for its warm-up."""
     name, _, phase = variant.partition("@")
@@ -74,12 +99,20 @@ def make_variant(variant: str, args: argparse.Namespace, path: str | None = None
         return build(name, args.env, xinet if role == "dense" else shared)
     if role == "small" and args.small_widths:
         return build(name, args.env, xinet, parse_widths(args.small_widths))
-    if role == "small":
-        architecture = pruned_model(related(name, "xinet"), path, args, shared).policy.architecture()
+    if role == "xinet" and phase not in PHASES:
+        raise ValueError(f"{variant}: a XiNet variant needs a phase, one of {[f'{name}@{p}' for p in PHASES]}")
+    from_curve = path is not None and path.endswith(".csv")
+    if from_curve and phase == "pruned":
+        raise ValueError(f"{variant}: a curve ({path}) has no thetas to go on pruning with: pass a save (.zip)")
+    if role == "small" or (from_curve and phase == "folded"):
+        # the folded model trains as plain OFENet-SAC (-TQC) at its pruned widths: built so from a curve's widths
+        xinet_name = related(name, "xinet")
+        if from_curve:
+            architecture = curve_architecture(path, args.env, xinet_name)
+        else:
+            architecture = pruned_model(xinet_name, path, args, shared).policy.architecture()
         policy_kwargs = dict(gates="none", architecture=architecture)
         return CONFIGS[name].algo_class("MlpPolicy", args.env, cost_weight=0.0, policy_kwargs=policy_kwargs, **xinet)
-    if phase not in PHASES:
-        raise ValueError(f"{variant}: a XiNet variant needs a phase, one of {[f'{name}@{p}' for p in PHASES]}")
     if phase in ("warmup", "pruning"):
         return build(name, args.env, dict(xinet, pruning_start=None if phase == "warmup" else 0))
     model = pruned_model(name, path, args, shared)
@@ -146,7 +179,12 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=1000)
     parser.add_argument("--pretrain", type=int, default=200)
     parser.add_argument("--env", default="Hopper-v5", help="the env of the sizes (and of the --pruned saves)")
-    parser.add_argument("--pruned", nargs="+", default=[None], help="pruned XiNetSAC (XiNetTQC) saves (.zip)")
+    parser.add_argument(
+        "--pruned",
+        nargs="+",
+        default=[None],
+        help="pruned XiNetSAC (XiNetTQC) saves (.zip), or runs' curves (.csv: their final widths, for @folded and small)",
+    )
     parser.add_argument("--labels", nargs="+", default=None, help="a short name for each --pruned save")
     parser.add_argument("--keep", type=float, default=0.2)
     parser.add_argument("--small-widths", default=None, help='"ofenet,actor,critic" widths of the small variants')

@@ -115,6 +115,23 @@ def test_throughput_times_the_small_model_at_the_sweeps_widths():
     assert model.policy.gates == "none" and model.regularizer.cost_weight == 0.0  # a plain dense model, trained from scratch
 
 
+def test_throughput_rebuilds_a_folded_run_from_its_curve():
+    curve = ROOT / "benchmarks" / "results" / "evidence" / "curves" / "Hopper-v5_xinet_sac_0.csv"
+    args = argparse.Namespace(env="Hopper-v5", warmup=100, pretrain=20, device="cpu", small_widths=None)
+    model = throughput.make_variant("xinet_sac@folded", args, str(curve))
+    (run,) = [
+        run
+        for run in rows(curve.parents[1] / "runs.csv")
+        if run["algo"] == "xinet_sac" and run["seed"] == "0" and run["env"] == "Hopper-v5"
+    ]
+    assert model.pruning_summary().params == int(run["params"]) < int(run["initial_params"])
+    assert model.policy.gates == "none" and model.regularizer.cost_weight == 0.0  # what the fold leaves
+    with pytest.raises(ValueError, match="no thetas"):  # a curve cannot go on pruning
+        throughput.make_variant("xinet_sac@pruned", args, str(curve))
+    with pytest.raises(ValueError, match="rebuild"):  # widths read against another env's observation size
+        throughput.make_variant("xinet_sac@folded", argparse.Namespace(**{**vars(args), "env": "Walker2d-v5"}), str(curve))
+
+
 @pytest.mark.parametrize("algo", ["xinet_sac", "xinet_tqc"])
 def test_the_table_rebuilds_final_widths_and_checks_their_count(tmp_path, algo):
     write_pruned_run(tmp_path, params=0)
