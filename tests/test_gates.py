@@ -70,9 +70,10 @@ def train_toy(
     return layer.gate.theta.detach()
 
 
-@pytest.mark.parametrize("estimator, steps", [("straight_through", 1400), ("reinforce", 2000)])
+@pytest.mark.parametrize("estimator, steps", [("straight_through", 1400), ("reinforce", 3000)])
 def test_useless_units_reach_zero_and_signal_units_stay(estimator, steps):
-    """REINFORCE is unbiased but noisier, so it gets more steps for the same c."""
+    """REINFORCE is unbiased but noisier, so it gets more steps for the same c (at 2000, one useless unit was
+    still at 0.13 on an AMD EPYC CPU, whose kernels round differently from Intel's; 2500 reached 0 there)."""
     theta = train_toy(estimator, cost_weight=5.0, steps=steps)
     assert th.all(theta[N_SIGNAL:] == 0.0), theta
     assert th.all(theta[:N_SIGNAL] > 0.95), theta
