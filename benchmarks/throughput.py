@@ -47,7 +47,6 @@ from benchmarks.common import (
     architecture_from_units,
     build,
     machine,
-    network_params,
     network_size,
     parse_widths,
     read_rows,
@@ -78,15 +77,11 @@ def pruned_model(name: str, path: str | None, args: argparse.Namespace, shared: 
     return model
 
 
-def curve_architecture(path: str, env: str, name: str) -> dict[str, Any]:
-    """The ``architecture`` of a run's final widths, from the last row of its :mod:`benchmarks.compare` curve (a
-    curve records widths and parameters, not thetas: enough to rebuild the folded model, whose gates are gone)."""
+def curve_widths(path: str) -> tuple[dict[str, Any], int]:
+    """The ``architecture`` of a run's final widths and its parameter count, from the last row of its
+    :mod:`benchmarks.compare` curve (widths, not thetas: enough to rebuild the folded model, whose gates are gone)."""
     row = read_rows(Path(path))[-1]
-    architecture = architecture_from_units(json.loads(row["units"]))
-    counts = network_params(env, dict(architecture=architecture), CONFIGS[name].algo_class)
-    if str(sum(counts.values())) != row["params"]:
-        raise ValueError(f"{path}: its widths rebuild {sum(counts.values())} parameters on {env}, not {row['params']}")
-    return architecture
+    return architecture_from_units(json.loads(row["units"])), int(row["params"])
 
 
 def make_variant(variant: str, args: argparse.Namespace, path: str | None = None) -> Any:
@@ -106,13 +101,16 @@ def make_variant(variant: str, args: argparse.Namespace, path: str | None = None
         raise ValueError(f"{variant}: a curve ({path}) has no thetas to go on pruning with: pass a save (.zip)")
     if role == "small" or (from_curve and phase == "folded"):
         # the folded model trains as plain OFENet-SAC (-TQC) at its pruned widths: built so from a curve's widths
-        xinet_name = related(name, "xinet")
         if from_curve:
-            architecture = curve_architecture(path, args.env, xinet_name)
+            architecture, params = curve_widths(path)
         else:
-            architecture = pruned_model(xinet_name, path, args, shared).policy.architecture()
+            architecture = pruned_model(related(name, "xinet"), path, args, shared).policy.architecture()
         policy_kwargs = dict(gates="none", architecture=architecture)
-        return CONFIGS[name].algo_class("MlpPolicy", args.env, cost_weight=0.0, policy_kwargs=policy_kwargs, **xinet)
+        model = CONFIGS[name].algo_class("MlpPolicy", args.env, cost_weight=0.0, policy_kwargs=policy_kwargs, **xinet)
+        rebuilt = model.pruning_summary().params
+        if from_curve and rebuilt != params:
+            raise ValueError(f"{path}: its widths rebuild {rebuilt} parameters on {args.env}, not {params}")
+        return model
     if phase in ("warmup", "pruning"):
         return build(name, args.env, dict(xinet, pruning_start=None if phase == "warmup" else 0))
     model = pruned_model(name, path, args, shared)
